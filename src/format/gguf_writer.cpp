@@ -1,0 +1,111 @@
+#include "dsv4/format/gguf_writer.h"
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+namespace dsv4 {
+namespace {
+
+void put(std::vector<uint8_t>& out, const void* p, size_t n) {
+  // resize + memcpy rather than insert(): GCC 12 reports a false -Wstringop-overflow on the latter
+  const size_t at = out.size();
+  out.resize(at + n);
+  if (n != 0) std::memcpy(out.data() + at, p, n);
+}
+template <class T>
+void put_le(std::vector<uint8_t>& out, T v) {
+  put(out, &v, sizeof v);
+}
+void put_str(std::vector<uint8_t>& out, std::string_view s) {
+  put_le<uint64_t>(out, s.size());
+  put(out, s.data(), s.size());
+}
+
+}  // namespace
+
+void GgufWriter::key(std::string_view k, GgufType t) {
+  put_str(kv_bytes_, k);
+  put_le<uint32_t>(kv_bytes_, static_cast<uint32_t>(t));
+  ++n_kv_;
+}
+
+void GgufWriter::scalar(std::string_view k, GgufType t, const void* v, size_t n) {
+  key(k, t);
+  put(kv_bytes_, v, n);
+}
+
+void GgufWriter::array_header(std::string_view k, GgufType elem, uint64_t count) {
+  key(k, GgufType::kArray);
+  put_le<uint32_t>(kv_bytes_, static_cast<uint32_t>(elem));
+  put_le<uint64_t>(kv_bytes_, count);
+}
+
+void GgufWriter::add_string(std::string_view k, std::string_view v) {
+  key(k, GgufType::kString);
+  put_str(kv_bytes_, v);
+}
+
+void GgufWriter::add_array_i32(std::string_view k, std::span<const int32_t> v) {
+  array_header(k, GgufType::kI32, v.size());
+  put(kv_bytes_, v.data(), v.size_bytes());
+}
+
+void GgufWriter::add_array_u32(std::string_view k, std::span<const uint32_t> v) {
+  array_header(k, GgufType::kU32, v.size());
+  put(kv_bytes_, v.data(), v.size_bytes());
+}
+
+void GgufWriter::add_array_f32(std::string_view k, std::span<const float> v) {
+  array_header(k, GgufType::kF32, v.size());
+  put(kv_bytes_, v.data(), v.size_bytes());
+}
+
+void GgufWriter::add_array_string(std::string_view k, std::span<const std::string> v) {
+  array_header(k, GgufType::kString, v.size());
+  for (const auto& s : v) put_str(kv_bytes_, s);
+}
+
+void GgufWriter::add_tensor(std::string_view name, uint32_t type_id, std::span<const int64_t> ne,
+                            std::span<const uint8_t> data) {
+  tensors_.push_back(Tensor{std::string(name), type_id, std::vector<int64_t>(ne.begin(), ne.end()),
+                            std::vector<uint8_t>(data.begin(), data.end())});
+}
+
+std::vector<uint8_t> GgufWriter::bytes() const {
+  std::vector<uint8_t> out;
+  put(out, "GGUF", 4);
+  put_le<uint32_t>(out, 3);
+  put_le<uint64_t>(out, tensors_.size());
+  put_le<uint64_t>(out, n_kv_);
+  put(out, kv_bytes_.data(), kv_bytes_.size());
+  const auto align_up = [this](uint64_t x) { return (x + alignment_ - 1) / alignment_ * alignment_; };
+  uint64_t offset = 0;
+  for (const auto& t : tensors_) {
+    put_str(out, t.name);
+    put_le<uint32_t>(out, static_cast<uint32_t>(t.ne.size()));
+    for (int64_t d : t.ne) put_le<uint64_t>(out, static_cast<uint64_t>(d));
+    put_le<uint32_t>(out, t.type_id);
+    put_le<uint64_t>(out, offset);
+    offset = align_up(offset + t.data.size());
+  }
+  out.resize(align_up(out.size()), 0);
+  for (const auto& t : tensors_) {
+    put(out, t.data.data(), t.data.size());
+    out.resize(align_up(out.size()), 0);
+  }
+  return out;
+}
+
+Status GgufWriter::write(const std::string& path) const {
+  const std::vector<uint8_t> b = bytes();
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), &std::fclose);
+  if (!f) return Status(ErrorCode::kIo, "cannot create '" + path + "'");
+  if (std::fwrite(b.data(), 1, b.size(), f.get()) != b.size()) {
+    return Status(ErrorCode::kIo, "short write to '" + path + "'");
+  }
+  if (std::fflush(f.get()) != 0) return Status(ErrorCode::kIo, "cannot flush '" + path + "'");
+  return Status::ok();
+}
+
+}  // namespace dsv4

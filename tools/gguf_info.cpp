@@ -1,0 +1,195 @@
+// dsv4-gguf-info: metadata and tensor table of a GGUF file (like gguf-dump), plus a DeepSeek-V4
+// model summary. Exit status: 0 ok, 1 the file is invalid, 2 bad command line.
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "dsv4/format/ggml_types.h"
+#include "dsv4/format/gguf.h"
+
+namespace {
+
+using dsv4::GgufFile;
+using dsv4::GgufType;
+using dsv4::GgufValue;
+
+// Scalars as JSON values; arrays as their element list when short, else a summary object.
+nlohmann::json value_json(const GgufValue& v, size_t max_array) {
+  if (!v.is_array()) {
+    if (auto s = v.as_string()) return std::string(*s);
+    if (auto b = v.as_bool()) return *b;
+    if (auto f = v.as_f64()) return *f;
+    if (auto u = v.as_u64()) return *u;
+    if (auto i = v.as_i64()) return *i;
+    return nullptr;
+  }
+  if (v.array_size() > max_array) {
+    return nlohmann::json{{"type", v.type_string()}, {"count", v.array_size()}};
+  }
+  nlohmann::json a = nlohmann::json::array();
+  if (auto s = v.as_string_array()) {
+    for (auto x : *s) a.push_back(std::string(x));
+  } else if (auto i = v.as_i64_array()) {
+    for (auto x : *i) a.push_back(x);
+  } else if (auto f = v.as_f64_array()) {
+    for (auto x : *f) a.push_back(x);
+  } else if (v.array_type() == GgufType::kBool) {
+    a = nlohmann::json{{"type", v.type_string()}, {"count", v.array_size()}};
+  }
+  return a;
+}
+
+std::string value_text(const GgufValue& v) {
+  nlohmann::json j = value_json(v, 16);
+  std::string s = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (s.size() > 120) s = s.substr(0, 117) + "...";
+  return s;
+}
+
+std::string shape_text(const dsv4::GgufTensorInfo& t) {
+  std::string s = "{";
+  for (uint32_t d = 0; d < t.n_dims; ++d) s += (d ? ", " : "") + std::to_string(t.ne[d]);
+  return s + "}";
+}
+
+const char* layer_kind(int64_t ratio) {
+  switch (ratio) {
+    case 0: return "SWA";
+    case 4: return "CSA";
+    case 128: return "HCA";
+    default: return "?";
+  }
+}
+
+// A short DeepSeek-V4 summary from deepseek4.* keys. Reads only metadata; shapes are validated
+// by the model loader, not here.
+void print_summary(const GgufFile& f) {
+  auto arch = f.get_string("general.architecture");
+  if (!arch) {
+    fmt::print("model: no general.architecture key\n");
+    return;
+  }
+  fmt::print("architecture: {}\n", *arch);
+  if (*arch != "deepseek4") return;
+  auto u = [&](const char* key) -> std::string {
+    auto v = f.get_u64(std::string("deepseek4.") + key);
+    return v ? std::to_string(*v) : std::string("?");
+  };
+  fmt::print("  n_layer {}  n_embd {}  n_vocab {}  n_ctx_train {}\n", u("block_count"),
+             u("embedding_length"), u("vocab_size"), u("context_length"));
+  fmt::print("  attention: n_head {}  head_dim {} (rope {})  q_lora_rank {}  o_groups {} x {}  "
+             "window {}\n",
+             u("attention.head_count"), u("attention.key_length"), u("rope.dimension_count"),
+             u("attention.q_lora_rank"), u("attention.output_group_count"),
+             u("attention.output_lora_rank"), u("attention.sliding_window"));
+  fmt::print("  indexer: n_head {}  head_dim {}  top_k {}\n", u("attention.indexer.head_count"),
+             u("attention.indexer.key_length"), u("attention.indexer.top_k"));
+  fmt::print("  moe: n_expert {}  n_expert_used {}  n_expert_shared {}  n_ff_exp {}  hash layers {}\n",
+             u("expert_count"), u("expert_used_count"), u("expert_shared_count"),
+             u("expert_feed_forward_length"), u("hash_layer_count"));
+  if (const GgufValue* r = f.find("deepseek4.attention.compress_ratios")) {
+    if (auto ratios = r->as_i64_array()) {
+      std::string sched;
+      for (size_t i = 0; i < ratios->size(); ++i) {
+        sched += (i ? " " : "") + std::string(layer_kind((*ratios)[i]));
+      }
+      fmt::print("  layers: {}\n", sched);
+    }
+  }
+  std::map<std::string, std::pair<int64_t, uint64_t>> by_type;  // elements, bytes
+  int64_t params = 0;
+  for (const auto& t : f.tensors()) {
+    auto& e = by_type[std::string(t.type->name)];
+    e.first += t.n_elements();
+    e.second += t.n_bytes;
+    params += t.n_elements();
+  }
+  fmt::print("  tensors: {}  parameters: {}\n", f.tensors().size(), params);
+  for (const auto& [name, e] : by_type) {
+    fmt::print("    {:8} {:>14} elements {:>14} bytes\n", name, e.first, e.second);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dsv4-gguf-info: print a GGUF file's metadata, tensor table and model summary"};
+  std::string path;
+  bool json = false, types = false, header_only = false, no_tensors = false;
+  app.add_option("file", path, "GGUF file");
+  app.add_flag("--json", json, "machine-readable output");
+  app.add_flag("--types", types, "print the known ggml type table as JSON and exit");
+  app.add_flag("--header-only", header_only,
+               "do not require the data section (sparse or header-only files)");
+  app.add_flag("--no-tensors", no_tensors, "omit the tensor table");
+  CLI11_PARSE(app, argc, argv);
+
+  if (types) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& t : dsv4::ggml_type_table()) {
+      j.push_back({{"id", t.id}, {"name", t.name}, {"block_size", t.block_size},
+                   {"type_size", t.type_size}});
+    }
+    fmt::print("{}\n", j.dump(1));
+    return 0;
+  }
+  if (path.empty()) {
+    fmt::print(stderr, "error: a GGUF file is required (see --help)\n");
+    return 2;
+  }
+  dsv4::GgufParseOptions opts;
+  opts.require_data = !header_only;
+  auto r = GgufFile::open(path, opts);
+  if (!r) {
+    fmt::print(stderr, "error: {}\n", r.status().to_string());
+    return 1;
+  }
+  const GgufFile& f = r.value();
+
+  if (json) {
+    nlohmann::json j;
+    j["version"] = f.version();
+    j["alignment"] = f.alignment();
+    j["data_offset"] = f.data_offset();
+    nlohmann::json md = nlohmann::json::object();
+    nlohmann::json mt = nlohmann::json::object();
+    for (const auto& kv : f.metadata()) {
+      md[std::string(kv.key)] = value_json(kv.value, 1u << 16);
+      mt[std::string(kv.key)] = kv.value.type_string();
+    }
+    j["metadata"] = md;
+    j["metadata_types"] = mt;
+    nlohmann::json ts = nlohmann::json::array();
+    if (!no_tensors) {
+      for (const auto& t : f.tensors()) {
+        ts.push_back({{"name", t.name},
+                      {"type", t.type->name},
+                      {"type_id", t.type_id},
+                      {"ne", std::vector<int64_t>(t.ne, t.ne + t.n_dims)},
+                      {"offset", t.offset},
+                      {"n_bytes", t.n_bytes}});
+      }
+    }
+    j["tensors"] = ts;
+    fmt::print("{}\n", j.dump(1, ' ', false, nlohmann::json::error_handler_t::replace));
+    return 0;
+  }
+
+  fmt::print("{}: GGUF v{}, {} metadata keys, {} tensors, data at offset {}\n", path, f.version(),
+             f.metadata().size(), f.tensors().size(), f.data_offset());
+  for (const auto& kv : f.metadata()) {
+    fmt::print("  {:<52} {:<16} {}\n", kv.key, kv.value.type_string(), value_text(kv.value));
+  }
+  if (!no_tensors) {
+    fmt::print("tensors:\n");
+    for (const auto& t : f.tensors()) {
+      fmt::print("  {:<48} {:<8} {:<24} {:>12} bytes\n", t.name, t.type->name, shape_text(t),
+                 t.n_bytes);
+    }
+  }
+  print_summary(f);
+  return 0;
+}
