@@ -9,6 +9,8 @@
 
 #include "dsv4/format/ggml_types.h"
 #include "dsv4/format/gguf.h"
+#include "dsv4/model/hparams.h"
+#include "dsv4/model/tensors.h"
 
 namespace {
 
@@ -118,13 +120,16 @@ void print_summary(const GgufFile& f) {
 int main(int argc, char** argv) {
   CLI::App app{"dsv4-gguf-info: print a GGUF file's metadata, tensor table and model summary"};
   std::string path;
-  bool json = false, types = false, header_only = false, no_tensors = false;
+  bool json = false, types = false, header_only = false, no_tensors = false, validate = false;
   app.add_option("file", path, "GGUF file");
   app.add_flag("--json", json, "machine-readable output");
   app.add_flag("--types", types, "print the known ggml type table as JSON and exit");
   app.add_flag("--header-only", header_only,
                "do not require the data section (sparse or header-only files)");
   app.add_flag("--no-tensors", no_tensors, "omit the tensor table");
+  app.add_flag("--validate", validate,
+               "check the deepseek4 hyperparameters and every tensor's name, shape and type "
+               "(reads no tensor data with --header-only); exit 1 on any problem");
   CLI11_PARSE(app, argc, argv);
 
   if (types) {
@@ -148,6 +153,24 @@ int main(int argc, char** argv) {
     return 1;
   }
   const GgufFile& f = r.value();
+
+  if (validate) {
+    auto hp = dsv4::hparams_from_gguf(f);
+    if (!hp) {
+      fmt::print(stderr, "{}: invalid: {}\n", path, hp.status().to_string());
+      return 1;
+    }
+    std::vector<std::string> problems;
+    auto st = dsv4::validate_tensors(f, *hp, &problems);
+    for (const auto& p : problems) fmt::print(stderr, "{}: {}\n", path, p);
+    if (!st) {
+      fmt::print(stderr, "{}: invalid: {} problems\n", path, problems.size());
+      return 1;
+    }
+    fmt::print("{}: valid deepseek4 file: {} trunk layers + {} MTP, {} tensors\n", path,
+               hp->n_layer, hp->n_nextn, f.tensors().size());
+    return 0;
+  }
 
   if (json) {
     nlohmann::json j;

@@ -66,6 +66,28 @@ void GgufWriter::add_array_string(std::string_view k, std::span<const std::strin
   for (const auto& s : v) put_str(kv_bytes_, s);
 }
 
+void GgufWriter::add_value(std::string_view k, const GgufValue& v) {
+  key(k, v.type_);
+  switch (v.type_) {
+    case GgufType::kString: put_str(kv_bytes_, *v.as_string()); return;
+    case GgufType::kArray:
+      put_le<uint32_t>(kv_bytes_, static_cast<uint32_t>(v.elem_type_));
+      put_le<uint64_t>(kv_bytes_, v.count_);
+      put(kv_bytes_, v.raw_.data(), v.raw_.size());  // the payload exactly as read
+      return;
+    case GgufType::kU8: case GgufType::kBool: put_le<uint8_t>(kv_bytes_, static_cast<uint8_t>(v.u_)); return;
+    case GgufType::kI8: put_le<int8_t>(kv_bytes_, static_cast<int8_t>(v.i_)); return;
+    case GgufType::kU16: put_le<uint16_t>(kv_bytes_, static_cast<uint16_t>(v.u_)); return;
+    case GgufType::kI16: put_le<int16_t>(kv_bytes_, static_cast<int16_t>(v.i_)); return;
+    case GgufType::kU32: put_le<uint32_t>(kv_bytes_, static_cast<uint32_t>(v.u_)); return;
+    case GgufType::kI32: put_le<int32_t>(kv_bytes_, static_cast<int32_t>(v.i_)); return;
+    case GgufType::kU64: put_le<uint64_t>(kv_bytes_, v.u_); return;
+    case GgufType::kI64: put_le<int64_t>(kv_bytes_, v.i_); return;
+    case GgufType::kF32: put_le<float>(kv_bytes_, static_cast<float>(v.f_)); return;
+    case GgufType::kF64: put_le<double>(kv_bytes_, v.f_); return;
+  }
+}
+
 void GgufWriter::add_tensor(std::string_view name, uint32_t type_id, std::span<const int64_t> ne,
                             std::span<const uint8_t> data) {
   tensors_.push_back(Tensor{std::string(name), type_id, std::vector<int64_t>(ne.begin(), ne.end()),

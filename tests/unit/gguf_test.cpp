@@ -336,3 +336,22 @@ TEST(Gguf, G14NonRegularPaths) {
 
 }  // namespace
 }  // namespace dsv4
+
+namespace dsv4 {
+namespace {
+
+// Copying every value of a parsed file through add_value reproduces the file byte for byte.
+TEST(Gguf, AddValueCopiesEveryTypeExactly) {
+  const auto bytes = sample_file();
+  auto f = GgufFile::parse(bytes);
+  ASSERT_TRUE(f);
+  GgufWriter w;
+  for (const auto& kv : f->metadata()) w.add_value(kv.key, kv.value);
+  for (const auto& t : f->tensors()) {
+    w.add_tensor(t.name, t.type_id, std::span<const int64_t>(t.ne, t.n_dims), t.data);
+  }
+  EXPECT_EQ(w.bytes(), bytes);
+}
+
+}  // namespace
+}  // namespace dsv4

@@ -80,6 +80,7 @@ class GgufValue {
 
  private:
   friend class GgufParser;
+  friend class GgufWriter;
   GgufType type_ = GgufType::kU8;
   GgufType elem_type_ = GgufType::kU8;
   uint64_t count_ = 0;          // array element count

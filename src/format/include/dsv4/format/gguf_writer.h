@@ -39,6 +39,8 @@ class GgufWriter {
   void add_array_u32(std::string_view key, std::span<const uint32_t> v);
   void add_array_f32(std::string_view key, std::span<const float> v);
   void add_array_string(std::string_view key, std::span<const std::string> v);
+  // Copies a value read by GgufFile (any type, arrays included) under `key`.
+  void add_value(std::string_view key, const GgufValue& v);
 
   // ne in ggml order (ne[0] contiguous); `data` must hold exactly the tensor's byte size.
   void add_tensor(std::string_view name, uint32_t type_id, std::span<const int64_t> ne,

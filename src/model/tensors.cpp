@@ -1,0 +1,138 @@
+#include "dsv4/model/tensors.h"
+
+#include <set>
+
+namespace dsv4 {
+namespace {
+
+std::string shape_str(const int64_t* ne, size_t n) {
+  std::string s = "{";
+  for (size_t i = 0; i < n; ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
+  return s + "}";
+}
+
+bool type_allowed(TensorClass cls, uint32_t type_id) {
+  switch (cls) {
+    case TensorClass::kVector: return type_id == 0 || type_id == 1 || type_id == 30;  // f32 f16 bf16
+    case TensorClass::kIndex: return type_id == 26;                                   // i32
+    case TensorClass::kMatrix:
+    case TensorClass::kExperts:
+      return type_id != 24 && type_id != 25 && type_id != 26 && type_id != 27;  // not integers
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<TensorSpec> expected_tensors(const HParams& h) {
+  std::vector<TensorSpec> t;
+  const int64_t D = h.n_embd, V = h.n_vocab, hc = h.n_hc, hc_dim = h.n_hc * h.n_embd;
+  const int64_t hc_mix = (2 + h.n_hc) * h.n_hc;
+  const int64_t Dh = h.head_dim, H = h.n_head;
+  auto add = [&](std::string name, std::vector<int64_t> ne, TensorClass cls, bool req = true) {
+    t.push_back({std::move(name), std::move(ne), cls, req});
+  };
+  using C = TensorClass;
+  add("token_embd.weight", {D, V}, C::kMatrix);
+  add("output_norm.weight", {D}, C::kVector);
+  add("output.weight", {D, V}, C::kMatrix);
+  add("output_hc_fn.weight", {hc_dim, hc}, C::kMatrix);
+  add("output_hc_base.weight", {hc}, C::kVector);
+  add("output_hc_scale.weight", {1}, C::kVector);
+
+  for (int64_t il = 0; il < h.n_layer_all; ++il) {
+    const std::string p = "blk." + std::to_string(il) + ".";
+    add(p + "attn_norm.weight", {D}, C::kVector);
+    add(p + "attn_sinks.weight", {H}, C::kVector);
+    add(p + "attn_q_a.weight", {D, h.q_lora_rank}, C::kMatrix);
+    add(p + "attn_q_a_norm.weight", {h.q_lora_rank}, C::kVector);
+    add(p + "attn_q_b.weight", {h.q_lora_rank, H * Dh}, C::kMatrix);
+    add(p + "attn_kv.weight", {D, Dh}, C::kMatrix);
+    add(p + "attn_kv_a_norm.weight", {Dh}, C::kVector);
+    add(p + "attn_output_a.weight", {H * Dh / h.o_groups, h.o_groups * h.o_lora_rank}, C::kMatrix);
+    add(p + "attn_output_b.weight", {h.o_groups * h.o_lora_rank, D}, C::kMatrix);
+    for (const char* w : {"hc_attn", "hc_ffn"}) {
+      add(p + w + "_fn.weight", {hc_dim, hc_mix}, C::kMatrix);
+      add(p + w + "_base.weight", {hc_mix}, C::kVector);
+      add(p + w + "_scale.weight", {3}, C::kVector);
+    }
+    const int32_t ratio = h.ratio(il);
+    if (ratio != 0) {
+      const int64_t coff = ratio == 4 ? 2 : 1;
+      add(p + "attn_compressor_kv.weight", {D, coff * Dh}, C::kMatrix);
+      add(p + "attn_compressor_gate.weight", {D, coff * Dh}, C::kMatrix);
+      add(p + "attn_compressor_ape.weight", {coff * Dh, ratio}, C::kMatrix);
+      add(p + "attn_compressor_norm.weight", {Dh}, C::kVector);
+    }
+    if (ratio == 4) {
+      const int64_t ihd = h.indexer_head_dim;
+      add(p + "indexer.proj.weight", {D, h.n_indexer_head}, C::kMatrix);
+      add(p + "indexer.attn_q_b.weight", {h.q_lora_rank, h.n_indexer_head * ihd}, C::kMatrix);
+      add(p + "indexer_compressor_kv.weight", {D, 2 * ihd}, C::kMatrix);
+      add(p + "indexer_compressor_gate.weight", {D, 2 * ihd}, C::kMatrix);
+      add(p + "indexer_compressor_ape.weight", {2 * ihd, 4}, C::kMatrix);
+      add(p + "indexer_compressor_norm.weight", {ihd}, C::kVector);
+    }
+    add(p + "ffn_gate_inp.weight", {D, h.n_expert}, C::kMatrix);
+    if (il < h.n_hash_layers) {
+      add(p + "ffn_gate_tid2eid.weight", {h.n_expert_used, V}, C::kIndex);
+    } else {
+      add(p + "exp_probs_b.bias", {h.n_expert}, C::kVector);
+    }
+    add(p + "exp_probs_b_vl.bias", {h.n_expert}, C::kVector, /*req=*/false);  // vision variant
+    add(p + "ffn_norm.weight", {D}, C::kVector);
+    add(p + "ffn_gate_exps.weight", {D, h.n_ff_exp, h.n_expert}, C::kExperts);
+    add(p + "ffn_up_exps.weight", {D, h.n_ff_exp, h.n_expert}, C::kExperts);
+    add(p + "ffn_down_exps.weight", {h.n_ff_exp, D, h.n_expert}, C::kExperts);
+    const int64_t ff_sh = h.n_ff_exp * h.n_expert_shared;
+    if (ff_sh > 0) {
+      add(p + "ffn_gate_shexp.weight", {D, ff_sh}, C::kMatrix);
+      add(p + "ffn_up_shexp.weight", {D, ff_sh}, C::kMatrix);
+      add(p + "ffn_down_shexp.weight", {ff_sh, D}, C::kMatrix);
+    }
+    if (il >= h.n_layer) {  // MTP block
+      add(p + "nextn.eh_proj.weight", {2 * D, D}, C::kMatrix);
+      add(p + "nextn.enorm.weight", {D}, C::kVector);
+      add(p + "nextn.hnorm.weight", {D}, C::kVector);
+      add(p + "nextn.embed_tokens.weight", {D, V}, C::kMatrix, false);
+      add(p + "nextn.shared_head_head.weight", {D, V}, C::kMatrix, false);
+      add(p + "nextn.shared_head_norm.weight", {D}, C::kVector, false);
+    }
+  }
+  return t;
+}
+
+Status validate_tensors(const GgufFile& f, const HParams& h, std::vector<std::string>* problems) {
+  std::vector<std::string> local;
+  std::vector<std::string>& out = problems != nullptr ? *problems : local;
+  std::set<std::string, std::less<>> known;
+  for (const TensorSpec& s : expected_tensors(h)) {
+    known.insert(s.name);
+    const GgufTensorInfo* t = f.find_tensor(s.name);
+    if (t == nullptr) {
+      if (s.required) out.push_back(s.name + ": required tensor is missing");
+      continue;
+    }
+    bool same = t->n_dims == s.ne.size();
+    for (size_t d = 0; same && d < s.ne.size(); ++d) same = t->ne[d] == s.ne[d];
+    if (!same) {
+      out.push_back(s.name + ": shape " + shape_str(t->ne, t->n_dims) + ", expected " +
+                    shape_str(s.ne.data(), s.ne.size()));
+    }
+    if (!type_allowed(s.cls, t->type_id)) {
+      out.push_back(s.name + ": type " + std::string(t->type->name) + " is not allowed here");
+    }
+  }
+  for (const auto& t : f.tensors()) {
+    if (known.find(t.name) == known.end()) {
+      out.push_back(std::string(t.name) + ": unknown tensor for deepseek4 (block_count " +
+                    std::to_string(h.n_layer_all) + ")");
+    }
+  }
+  if (out.empty()) return Status::ok();
+  std::string msg = out.front();
+  if (out.size() > 1) msg += " (and " + std::to_string(out.size() - 1) + " more problems)";
+  return Status(ErrorCode::kInvalidFile, msg);
+}
+
+}  // namespace dsv4
