@@ -9,6 +9,7 @@
 
 #include "dsv4/format/ggml_types.h"
 #include "dsv4/format/gguf.h"
+#include "dsv4/format/gguf_model.h"
 #include "dsv4/model/hparams.h"
 #include "dsv4/model/tensors.h"
 
@@ -155,20 +156,26 @@ int main(int argc, char** argv) {
   const GgufFile& f = r.value();
 
   if (validate) {
-    auto hp = dsv4::hparams_from_gguf(f);
+    // Opens every shard of a split set (from any shard's path).
+    auto model = dsv4::GgufModel::open(path, opts);
+    if (!model) {
+      fmt::print(stderr, "{}: invalid: {}\n", path, model.status().to_string());
+      return 1;
+    }
+    auto hp = dsv4::hparams_from_gguf(*model);
     if (!hp) {
       fmt::print(stderr, "{}: invalid: {}\n", path, hp.status().to_string());
       return 1;
     }
     std::vector<std::string> problems;
-    auto st = dsv4::validate_tensors(f, *hp, &problems);
+    auto st = dsv4::validate_tensors(*model, *hp, &problems);
     for (const auto& p : problems) fmt::print(stderr, "{}: {}\n", path, p);
     if (!st) {
       fmt::print(stderr, "{}: invalid: {} problems\n", path, problems.size());
       return 1;
     }
-    fmt::print("{}: valid deepseek4 file: {} trunk layers + {} MTP, {} tensors\n", path,
-               hp->n_layer, hp->n_nextn, f.tensors().size());
+    fmt::print("{}: valid deepseek4 file: {} shard(s), {} trunk layers + {} MTP, {} tensors\n",
+               path, model->n_shards(), hp->n_layer, hp->n_nextn, model->tensors().size());
     return 0;
   }
 

@@ -17,7 +17,7 @@ Status bad(const std::string& key, const std::string& why) {
 // Reads one deepseek4.* key into the HParams under construction, collecting the first error.
 class Reader {
  public:
-  explicit Reader(const GgufFile& f) : f_(f) {}
+  explicit Reader(const GgufModel& f) : f_(f) {}
 
   // Positive integer in [lo, hi]; missing → error if required, else keeps `out`.
   void count(const char* k, int64_t& out, int64_t lo, int64_t hi, bool required = true) {
@@ -116,7 +116,7 @@ class Reader {
   Status& status() { return st_; }
 
  private:
-  const GgufFile& f_;
+  const GgufModel& f_;
   Status st_;
 };
 
@@ -131,8 +131,8 @@ const char* layer_kind_name(int32_t ratio) {
   }
 }
 
-Result<HParams> hparams_from_gguf(const GgufFile& f) {
-  auto arch = f.get_string("general.architecture");
+Result<HParams> hparams_from_gguf(const GgufModel& f) {
+  auto arch = f.meta().get_string("general.architecture");
   if (!arch) return arch.status();
   if (*arch != "deepseek4") {
     return Status(ErrorCode::kUnsupported,

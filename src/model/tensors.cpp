@@ -102,7 +102,7 @@ std::vector<TensorSpec> expected_tensors(const HParams& h) {
   return t;
 }
 
-Status validate_tensors(const GgufFile& f, const HParams& h, std::vector<std::string>* problems) {
+Status validate_tensors(const GgufModel& f, const HParams& h, std::vector<std::string>* problems) {
   std::vector<std::string> local;
   std::vector<std::string>& out = problems != nullptr ? *problems : local;
   std::set<std::string, std::less<>> known;
@@ -123,9 +123,9 @@ Status validate_tensors(const GgufFile& f, const HParams& h, std::vector<std::st
       out.push_back(s.name + ": type " + std::string(t->type->name) + " is not allowed here");
     }
   }
-  for (const auto& t : f.tensors()) {
-    if (known.find(t.name) == known.end()) {
-      out.push_back(std::string(t.name) + ": unknown tensor for deepseek4 (block_count " +
+  for (const GgufTensorInfo* t : f.tensors()) {
+    if (known.find(t->name) == known.end()) {
+      out.push_back(std::string(t->name) + ": unknown tensor for deepseek4 (block_count " +
                     std::to_string(h.n_layer_all) + ")");
     }
   }

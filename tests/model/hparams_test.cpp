@@ -48,9 +48,11 @@ std::vector<uint8_t> mutate(const GgufFile& f, const Mutation& m) {
 std::string check(const std::vector<uint8_t>& bytes) {
   auto f = GgufFile::parse(bytes);
   if (!f) return "parse: " + f.status().message();
-  auto h = hparams_from_gguf(*f);
+  auto m = GgufModel::from_file(std::move(f).value());
+  if (!m) return "model: " + m.status().message();
+  auto h = hparams_from_gguf(*m);
   if (!h) return h.status().message();
-  auto st = validate_tensors(*f, *h);
+  auto st = validate_tensors(*m, *h);
   return st ? "" : st.message();
 }
 
@@ -72,7 +74,7 @@ Mutation drop_key(const std::string& key) {
 
 TEST(HParams, FixturesValidate) {
   for (const char* cfg : {"tiny", "tiny-clamp", "tiny-quant", "tiny-pro"}) {
-    auto f = GgufFile::open(std::string(DSV4_FIXTURES_DIR) + "/" + cfg + "/model.gguf");
+    auto f = GgufModel::open(std::string(DSV4_FIXTURES_DIR) + "/" + cfg + "/model.gguf");
     ASSERT_TRUE(f) << cfg << ": " << f.status().to_string();
     auto h = hparams_from_gguf(*f);
     ASSERT_TRUE(h) << cfg << ": " << h.status().to_string();
@@ -83,8 +85,7 @@ TEST(HParams, FixturesValidate) {
 }
 
 TEST(HParams, ReadsTinyValues) {
-  GgufFile f = open_tiny();
-  auto h = hparams_from_gguf(f);
+  auto h = hparams_from_gguf(*GgufModel::open(kTiny));
   ASSERT_TRUE(h) << h.status().to_string();
   EXPECT_EQ(h->n_hc, 4);
   EXPECT_EQ(h->head_dim, 192);
@@ -102,7 +103,7 @@ TEST(HParams, UnmodifiedCopyIsAccepted) {
 // G6: one table-driven case per key and trap; the message must name the key.
 TEST(HParams, G6SemanticTrapsNameTheKey) {
   GgufFile f = open_tiny();
-  auto h = hparams_from_gguf(f);
+  auto h = hparams_from_gguf(*GgufModel::open(kTiny));
   ASSERT_TRUE(h);
   struct Case {
     Mutation m;
@@ -171,7 +172,7 @@ TEST(HParams, G6SemanticTrapsNameTheKey) {
 // G10: wrong shapes, missing and unknown tensors, wrong types, expert_count off by one.
 TEST(HParams, G10TensorTableTrapsNameTheTensor) {
   GgufFile f = open_tiny();
-  auto h = hparams_from_gguf(f);
+  auto h = hparams_from_gguf(*GgufModel::open(kTiny));
   ASSERT_TRUE(h);
   {  // swapped dims of a 2-D weight
     Mutation m;

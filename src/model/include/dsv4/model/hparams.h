@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "dsv4/core/status.h"
-#include "dsv4/format/gguf.h"
+#include "dsv4/format/gguf_model.h"
 
 namespace dsv4 {
 
@@ -67,7 +67,7 @@ struct HParams {
 // Reads and checks the hyperparameters. Errors: kNotFound (a required key is missing),
 // kInvalidFile (wrong type or a value outside the family's rules), kUnsupported (another
 // architecture). Never aborts on any file.
-Result<HParams> hparams_from_gguf(const GgufFile& f);
+Result<HParams> hparams_from_gguf(const GgufModel& f);
 
 // "SWA", "CSA", "HCA" for a compression ratio.
 const char* layer_kind_name(int32_t ratio);

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "dsv4/core/status.h"
-#include "dsv4/format/gguf.h"
+#include "dsv4/format/gguf_model.h"
 #include "dsv4/model/hparams.h"
 
 namespace dsv4 {
@@ -38,7 +38,7 @@ std::vector<TensorSpec> expected_tensors(const HParams& h);
 // its exact shape and an allowed type, no unknown tensor. Reads no tensor data. Errors name the
 // tensor: "blk.3.attn_q_a.weight: shape {1024, 4096}, expected {4096, 1024}".
 // `problems` (optional) receives every problem found, not only the first.
-Status validate_tensors(const GgufFile& f, const HParams& h,
+Status validate_tensors(const GgufModel& f, const HParams& h,
                         std::vector<std::string>* problems = nullptr);
 
 }  // namespace dsv4
