@@ -5,7 +5,10 @@
 namespace dsv4 {
 namespace {
 
-constexpr std::array<GgmlTypeTraits, 33> kTypes = {{
+constexpr GgmlTypeTraits kQ2_0 = {42, "q2_0", 64, 18};
+constexpr GgmlTypeTraits kF8E4M3B128 = {42, "f8_e4m3_b128", 128, 129};
+
+constexpr std::array<GgmlTypeTraits, 34> kTypes = {{
     {0, "f32", 1, 4},
     {1, "f16", 1, 2},
     {2, "q4_0", 32, 18},
@@ -39,9 +42,13 @@ constexpr std::array<GgmlTypeTraits, 33> kTypes = {{
     {35, "tq2_0", 256, 66},
     {39, "mxfp4", 32, 17},
     {40, "nvfp4", 64, 36},
+    {41, "q1_0", 128, 18},
 }};
 
 }  // namespace
+
+const GgmlTypeTraits& ggml_type_q2_0() { return kQ2_0; }
+const GgmlTypeTraits& ggml_type_f8_e4m3_b128() { return kF8E4M3B128; }
 
 std::span<const GgmlTypeTraits> ggml_type_table() {
   return kTypes;

@@ -223,6 +223,8 @@ class GgufParser {
   }
 
   Status read_value(GgufValue& v, std::string_view key);
+  Status size_tensor(GgufTensorInfo& t, const GgmlTypeTraits& type, const std::string& where);
+  Status resolve_type_42(GgufFile& f, uint64_t data_size);
 
   std::span<const uint8_t> b_;
   GgufParseOptions opts_;
@@ -296,6 +298,89 @@ Status GgufParser::read_value(GgufValue& v, std::string_view key) {
     }
   }
   v.raw_ = b_.subspan(start, pos_ - start);
+  return Status::ok();
+}
+
+// Sets t.type and t.n_bytes for `type`; the element count was overflow-checked already.
+Status GgufParser::size_tensor(GgufTensorInfo& t, const GgmlTypeTraits& type,
+                               const std::string& where) {
+  const auto row = ggml_row_bytes(type, t.ne[0]);
+  if (!row) {
+    return Status(ErrorCode::kInvalidFile, where + ": ne[0] = " + std::to_string(t.ne[0]) +
+                                               " is not a multiple of the " +
+                                               std::string(type.name) + " block size " +
+                                               std::to_string(type.block_size));
+  }
+  const uint64_t rows = static_cast<uint64_t>(t.n_elements() / t.ne[0]);
+  uint64_t end = 0;
+  if (__builtin_mul_overflow(*row, rows, &t.n_bytes) ||
+      __builtin_add_overflow(t.offset, t.n_bytes, &end)) {
+    return Status(ErrorCode::kInvalidFile, where + ": byte size overflows");
+  }
+  t.type = &type;
+  return Status::ok();
+}
+
+// Type id 42 means Q2_0 upstream and F8_E4M3_B128 in the nsparks fork, whose files say
+// general.file_type = 41 — which upstream also uses (MOSTLY_Q2_0). So 42 is F8_E4M3_B128 only
+// when the file proves it: file type 41 and every id-42 tensor occupying 129 bytes per 128
+// elements (its offset to the next tensor, or to the end of the data, minus alignment padding).
+// Otherwise it is Q2_0 if every id-42 tensor fits Q2_0's 18 bytes per 64, else an error.
+Status GgufParser::resolve_type_42(GgufFile& f, uint64_t data_size) {
+  std::vector<size_t> ids;
+  for (size_t k = 0; k < f.tensors_.size(); ++k) {
+    if (f.tensors_[k].type_id == kGgmlTypeId42) ids.push_back(k);
+  }
+  if (ids.empty()) return Status::ok();
+  // Byte span of each tensor: distance to the next offset (or to the end of the data).
+  std::vector<size_t> order(f.tensors_.size());
+  for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return f.tensors_[a].offset < f.tensors_[b].offset; });
+  std::vector<uint64_t> span(f.tensors_.size(), 0);
+  std::vector<bool> known(f.tensors_.size(), false);
+  for (size_t k = 0; k < order.size(); ++k) {
+    const uint64_t off = f.tensors_[order[k]].offset;
+    if (k + 1 < order.size()) {
+      span[order[k]] = f.tensors_[order[k + 1]].offset - off;
+      known[order[k]] = true;
+    } else if (data_size > off) {
+      span[order[k]] = data_size - off;
+      known[order[k]] = true;
+    }
+  }
+  auto fits = [&](const GgmlTypeTraits& type, bool& proven) {
+    proven = false;
+    for (size_t k : ids) {
+      GgufTensorInfo t = f.tensors_[k];
+      if (!size_tensor(t, type, "").is_ok()) return false;
+      if (!known[k]) continue;
+      // the span holds the tensor plus at most alignment-1 bytes of padding
+      if (span[k] < t.n_bytes || span[k] - t.n_bytes >= f.alignment_) return false;
+      proven = true;
+    }
+    return true;
+  };
+  const GgufValue* ft = f.find("general.file_type");
+  const bool ft41 = ft != nullptr && ft->as_u64() && *ft->as_u64() == 41;
+  bool proven = false;
+  const GgmlTypeTraits* chosen = nullptr;
+  if (ft41 && fits(ggml_type_f8_e4m3_b128(), proven) && proven) {
+    chosen = &ggml_type_f8_e4m3_b128();
+  } else if (fits(ggml_type_q2_0(), proven)) {
+    chosen = &ggml_type_q2_0();
+  }
+  const GgufTensorInfo& first = f.tensors_[ids.front()];
+  if (chosen == nullptr) {
+    return Status(ErrorCode::kInvalidFile,
+                  "tensor '" + std::string(first.name) + "': ggml type 42 is neither " +
+                      "F8_E4M3_B128 (general.file_type 41, 129 bytes per 128 elements) nor Q2_0 " +
+                      "(18 bytes per 64) for this file's data layout");
+  }
+  for (size_t k : ids) {
+    DSV4_RETURN_IF_ERROR(size_tensor(f.tensors_[k], *chosen, "tensor '" +
+                                                                 std::string(f.tensors_[k].name) + "'"));
+  }
   return Status::ok();
 }
 
@@ -392,21 +477,13 @@ Status GgufParser::run(GgufFile& f) {
       }
     }
     DSV4_RETURN_IF_ERROR(read(t.type_id));
-    t.type = ggml_type_traits(t.type_id);
-    if (t.type == nullptr) {
-      return Status(ErrorCode::kUnsupported,
-                    where + ": unknown ggml type id " + std::to_string(t.type_id));
-    }
-    const auto row = ggml_row_bytes(*t.type, t.ne[0]);
-    if (!row) {
-      return Status(ErrorCode::kInvalidFile, where + ": ne[0] = " + std::to_string(t.ne[0]) +
-                                                 " is not a multiple of the " +
-                                                 std::string(t.type->name) + " block size " +
-                                                 std::to_string(t.type->block_size));
-    }
-    const uint64_t rows = n_el / static_cast<uint64_t>(t.ne[0]);
-    if (__builtin_mul_overflow(*row, rows, &t.n_bytes)) {
-      return Status(ErrorCode::kInvalidFile, where + ": byte size overflows");
+    if (t.type_id != kGgmlTypeId42) {  // 42 is resolved once the whole table is known
+      t.type = ggml_type_traits(t.type_id);
+      if (t.type == nullptr) {
+        return Status(ErrorCode::kUnsupported,
+                      where + ": unknown ggml type id " + std::to_string(t.type_id));
+      }
+      DSV4_RETURN_IF_ERROR(size_tensor(t, *t.type, where));
     }
     DSV4_RETURN_IF_ERROR(read(t.offset));
     if (t.offset % f.alignment_ != 0) {
@@ -426,6 +503,7 @@ Status GgufParser::run(GgufFile& f) {
   const uint64_t pad = (f.alignment_ - pos_ % f.alignment_) % f.alignment_;
   f.data_offset_ = pos_ + pad;
   const uint64_t data_size = b_.size() > f.data_offset_ ? b_.size() - f.data_offset_ : 0;
+  DSV4_RETURN_IF_ERROR(resolve_type_42(f, data_size));
   if (opts_.require_data && !f.tensors_.empty() && f.data_offset_ > b_.size()) {
     return Status(ErrorCode::kInvalidFile, "truncated in the padding before the data section (at " +
                                                std::to_string(b_.size()) + ", need " +

@@ -355,3 +355,40 @@ TEST(Gguf, AddValueCopiesEveryTypeExactly) {
 
 }  // namespace
 }  // namespace dsv4
+
+namespace dsv4 {
+namespace {
+
+// Type id 42: F8_E4M3_B128 only with file type 41 and 129 bytes per 128 elements; else Q2_0.
+std::vector<uint8_t> type42_file(uint32_t file_type, int64_t n, uint64_t bytes_per_tensor) {
+  GgufWriter w;
+  w.add_u32("general.file_type", file_type);
+  std::vector<uint8_t> data(bytes_per_tensor, 0x38);
+  const int64_t ne[] = {n};
+  w.add_tensor("x", 42, ne, data);
+  w.add_tensor("y", 42, ne, data);
+  return w.bytes();
+}
+
+TEST(Gguf, Type42IsF8E4M3B128OnlyWhenTheFileProvesIt) {
+  const auto f8 = type42_file(41, 256, 2 * 129);
+  auto r = GgufFile::parse(f8);
+  ASSERT_TRUE(r) << r.status().to_string();
+  EXPECT_EQ(r->tensors()[0].type->name, "f8_e4m3_b128");
+  EXPECT_EQ(r->tensors()[1].n_bytes, 258u);
+
+  // Same layout without file type 41: not proven, and 258 bytes for 256 elements is not Q2_0.
+  auto no_ft = type42_file(7, 256, 2 * 129);
+  auto r2 = GgufFile::parse(no_ft);
+  ASSERT_FALSE(r2);
+  EXPECT_NE(r2.status().message().find("neither"), std::string::npos) << r2.status().message();
+
+  // Upstream Q2_0 (18 bytes per 64) even under file type 41 (upstream's MOSTLY_Q2_0 is 41 too).
+  auto q2 = type42_file(41, 256, 4 * 18);
+  auto r3 = GgufFile::parse(q2);
+  ASSERT_TRUE(r3) << r3.status().to_string();
+  EXPECT_EQ(r3->tensors()[0].type->name, "q2_0");
+}
+
+}  // namespace
+}  // namespace dsv4

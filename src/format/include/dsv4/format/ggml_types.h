@@ -2,9 +2,10 @@
 //
 // Source: ggml.h (ids) and ggml-common.h / gguf-py constants GGML_QUANT_SIZES (block sizes);
 // summarised in gguf-and-llama-cpp.md §3.2. Oracle: tests/python/test_gguf_info.py compares this
-// table with the `gguf` package's GGML_QUANT_SIZES. Ids retired upstream (4, 5, 31-33, 36-38) and
-// ids whose meaning is contested (41 Q1_0, 42 Q2_0 / F8_E4M3_B128) are absent here; the quant
-// layer decides those.
+// table with the `gguf` package's GGML_QUANT_SIZES. Ids retired upstream (4, 5, 31-33, 36-38) are
+// absent. Id 42 is contested: upstream's Q2_0 ({f16 d; u8 qs[16]} per 64) and the nsparks fork's
+// F8_E4M3_B128 ({u8 e8m0; u8 e4m3[128]} per 128); it is not in the table, and the GGUF reader
+// decides per file (gguf.h) between the two traits below.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +21,11 @@ struct GgmlTypeTraits {
   int64_t block_size;      // elements per block (along ne0)
   uint64_t type_size;      // bytes per block
 };
+
+// Id 42, as the two projects that use it define it.
+const GgmlTypeTraits& ggml_type_q2_0();
+const GgmlTypeTraits& ggml_type_f8_e4m3_b128();
+inline constexpr uint32_t kGgmlTypeId42 = 42;
 
 // Every known type, ordered by id.
 std::span<const GgmlTypeTraits> ggml_type_table();
