@@ -61,6 +61,48 @@ const GgmlTypeTraits* ggml_type_traits(uint32_t id) {
   return nullptr;
 }
 
+namespace {
+
+// True when span holds exactly n / block * bytes, plus less than `alignment` bytes of padding.
+bool fits(const Id42Tensor& t, int64_t block, uint64_t bytes, uint64_t alignment) {
+  if (t.n_elements < 0 || t.n_elements % block != 0) return false;
+  uint64_t need = 0;
+  if (__builtin_mul_overflow(static_cast<uint64_t>(t.n_elements / block), bytes, &need)) return false;
+  const uint64_t pad = alignment > 0 ? alignment - 1 : 0;
+  return t.span_bytes >= need && t.span_bytes - need <= pad;
+}
+
+}  // namespace
+
+Result<const GgmlTypeTraits*> resolve_type_id_42(std::optional<uint32_t> file_type,
+                                                 std::span<const Id42Tensor> tensors,
+                                                 uint64_t alignment) {
+  bool all_f8 = true, all_q2 = true;
+  const Id42Tensor* first_bad = nullptr;
+  for (const auto& t : tensors) {
+    const bool f8 = fits(t, kF8E4M3B128.block_size, kF8E4M3B128.type_size, alignment);
+    const bool q2 = fits(t, kQ2_0.block_size, kQ2_0.type_size, alignment);
+    all_f8 = all_f8 && f8;
+    all_q2 = all_q2 && q2;
+    if (!f8 && !q2 && first_bad == nullptr) first_bad = &t;
+  }
+  if (tensors.empty()) return &kQ2_0;
+  if (all_f8 && file_type == 41u) return &kF8E4M3B128;
+  if (all_q2) return &kQ2_0;
+  std::string why;
+  if (first_bad != nullptr) {
+    why = "tensor '" + std::string(first_bad->name) + "' (" + std::to_string(first_bad->n_elements) +
+          " elements in " + std::to_string(first_bad->span_bytes) +
+          " bytes) fits neither Q2_0 (18 bytes per 64) nor F8_E4M3_B128 (129 bytes per 128)";
+  } else if (all_f8) {
+    why = "tensors have F8_E4M3_B128 sizes but general.file_type is " +
+          (file_type ? std::to_string(*file_type) : std::string("absent")) + ", not 41";
+  } else {
+    why = "tensors of type id 42 mix Q2_0 and F8_E4M3_B128 sizes";
+  }
+  return Status(ErrorCode::kInvalidFile, "ggml type id 42: " + why);
+}
+
 std::optional<uint64_t> ggml_row_bytes(const GgmlTypeTraits& t, int64_t n) {
   if (n < 0 || t.block_size <= 0 || n % t.block_size != 0) return std::nullopt;
   uint64_t blocks = static_cast<uint64_t>(n / t.block_size);

@@ -349,36 +349,25 @@ Status GgufParser::resolve_type_42(GgufFile& f, uint64_t data_size) {
       known[order[k]] = true;
     }
   }
-  auto fits = [&](const GgmlTypeTraits& type, bool& proven) {
-    proven = false;
-    for (size_t k : ids) {
-      GgufTensorInfo t = f.tensors_[k];
-      if (!size_tensor(t, type, "").is_ok()) return false;
-      if (!known[k]) continue;
-      // the span holds the tensor plus at most alignment-1 bytes of padding
-      if (span[k] < t.n_bytes || span[k] - t.n_bytes >= f.alignment_) return false;
-      proven = true;
-    }
-    return true;
-  };
-  const GgufValue* ft = f.find("general.file_type");
-  const bool ft41 = ft != nullptr && ft->as_u64() && *ft->as_u64() == 41;
-  bool proven = false;
-  const GgmlTypeTraits* chosen = nullptr;
-  if (ft41 && fits(ggml_type_f8_e4m3_b128(), proven) && proven) {
-    chosen = &ggml_type_f8_e4m3_b128();
-  } else if (fits(ggml_type_q2_0(), proven)) {
-    chosen = &ggml_type_q2_0();
-  }
-  const GgufTensorInfo& first = f.tensors_[ids.front()];
-  if (chosen == nullptr) {
-    return Status(ErrorCode::kInvalidFile,
-                  "tensor '" + std::string(first.name) + "': ggml type 42 is neither " +
-                      "F8_E4M3_B128 (general.file_type 41, 129 bytes per 128 elements) nor Q2_0 " +
-                      "(18 bytes per 64) for this file's data layout");
-  }
+  std::vector<Id42Tensor> evidence;
   for (size_t k : ids) {
-    DSV4_RETURN_IF_ERROR(size_tensor(f.tensors_[k], *chosen, "tensor '" +
+    if (known[k]) evidence.push_back({f.tensors_[k].name, f.tensors_[k].n_elements(), span[k]});
+  }
+  if (evidence.empty()) {
+    return Status(ErrorCode::kInvalidFile,
+                  "tensor '" + std::string(f.tensors_[ids.front()].name) +
+                      "': ggml type 42 (Q2_0 or F8_E4M3_B128) cannot be resolved without the data "
+                      "section");
+  }
+  const GgufValue* ft = f.find("general.file_type");
+  std::optional<uint32_t> file_type;
+  if (ft != nullptr && ft->as_u64() && *ft->as_u64() <= 0xffffffffu) {
+    file_type = static_cast<uint32_t>(*ft->as_u64());
+  }
+  auto chosen = resolve_type_id_42(file_type, evidence, f.alignment_);
+  if (!chosen) return chosen.status();
+  for (size_t k : ids) {
+    DSV4_RETURN_IF_ERROR(size_tensor(f.tensors_[k], **chosen, "tensor '" +
                                                                  std::string(f.tensors_[k].name) + "'"));
   }
   return Status::ok();

@@ -91,10 +91,16 @@ void GgufWriter::add_value(std::string_view k, const GgufValue& v) {
 void GgufWriter::add_tensor(std::string_view name, uint32_t type_id, std::span<const int64_t> ne,
                             std::span<const uint8_t> data) {
   tensors_.push_back(Tensor{std::string(name), type_id, std::vector<int64_t>(ne.begin(), ne.end()),
-                            std::vector<uint8_t>(data.begin(), data.end())});
+                            std::vector<uint8_t>(data.begin(), data.end()), data.size()});
 }
 
-std::vector<uint8_t> GgufWriter::bytes() const {
+void GgufWriter::add_tensor_info(std::string_view name, uint32_t type_id,
+                                 std::span<const int64_t> ne, uint64_t n_bytes) {
+  tensors_.push_back(Tensor{std::string(name), type_id, std::vector<int64_t>(ne.begin(), ne.end()),
+                            {}, n_bytes});
+}
+
+std::vector<uint8_t> GgufWriter::header() const {
   std::vector<uint8_t> out;
   put(out, "GGUF", 4);
   put_le<uint32_t>(out, 3);
@@ -109,14 +115,47 @@ std::vector<uint8_t> GgufWriter::bytes() const {
     for (int64_t d : t.ne) put_le<uint64_t>(out, static_cast<uint64_t>(d));
     put_le<uint32_t>(out, t.type_id);
     put_le<uint64_t>(out, offset);
-    offset = align_up(offset + t.data.size());
+    offset = align_up(offset + t.n_bytes);
   }
   out.resize(align_up(out.size()), 0);
+  return out;
+}
+
+std::vector<uint8_t> GgufWriter::bytes() const {
+  const auto align_up = [this](uint64_t x) { return (x + alignment_ - 1) / alignment_ * alignment_; };
+  std::vector<uint8_t> out = header();
   for (const auto& t : tensors_) {
     put(out, t.data.data(), t.data.size());
     out.resize(align_up(out.size()), 0);
   }
   return out;
+}
+
+Status GgufWriter::write_streaming(const std::string& path, const Fill& fill) const {
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), &std::fclose);
+  if (!f) return Status(ErrorCode::kIo, "cannot create '" + path + "'");
+  auto put_file = [&](const void* p, size_t n) {
+    return std::fwrite(p, 1, n, f.get()) == n;
+  };
+  const std::vector<uint8_t> h = header();
+  if (!put_file(h.data(), h.size())) return Status(ErrorCode::kIo, "short write to '" + path + "'");
+  std::vector<uint8_t> buf;
+  const std::vector<uint8_t> zeros(alignment_, 0);
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const Tensor& t = tensors_[i];
+    std::span<const uint8_t> bytes = t.data;
+    if (t.data.size() != t.n_bytes) {
+      buf.assign(t.n_bytes, 0);
+      DSV4_RETURN_IF_ERROR(fill(i, buf));
+      bytes = buf;
+    }
+    const size_t pad = (alignment_ - t.n_bytes % alignment_) % alignment_;
+    if (!put_file(bytes.data(), bytes.size()) || !put_file(zeros.data(), pad)) {
+      return Status(ErrorCode::kIo, "short write to '" + path + "' (disk full?)");
+    }
+  }
+  if (std::fflush(f.get()) != 0) return Status(ErrorCode::kIo, "cannot flush '" + path + "'");
+  return Status::ok();
 }
 
 Status GgufWriter::write(const std::string& path) const {

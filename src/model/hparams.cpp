@@ -159,7 +159,17 @@ Result<HParams> hparams_from_gguf(const GgufModel& f) {
   r.count("attention.output_group_count", h.o_groups, 1, 1 << 16);
   r.count("attention.output_lora_rank", h.o_lora_rank, 1, 1 << 20);
   r.real("rope.freq_base", h.rope_freq_base, 0, 1e12, /*required=*/false);
-  r.real("attention.compress_rope_freq_base", h.compress_rope_freq_base, 0, 1e12);
+  r.real("attention.compress_rope_freq_base", h.compress_rope_freq_base, 0, 1e12, false);
+  if (r.status().is_ok() && f.find(key_of("attention.compress_rope_freq_base")) == nullptr) {
+    // The nsparks FP4-FP8 converter stores the compressed layers' rope base as
+    // rope.freq_base_swa (real-headers/nsparks-fp4-fp8.txt).
+    if (f.find(key_of("rope.freq_base_swa")) == nullptr) {
+      return Status(ErrorCode::kNotFound,
+                    "missing metadata key 'deepseek4.attention.compress_rope_freq_base' (or the "
+                    "nsparks dialect's 'deepseek4.rope.freq_base_swa')");
+    }
+    r.real("rope.freq_base_swa", h.compress_rope_freq_base, 0, 1e12);
+  }
   r.real("rope.scaling.factor", h.rope_yarn_factor, 0, 1e6, false);
   r.count("rope.scaling.original_context_length", h.rope_yarn_orig_ctx, 1, int64_t{1} << 30, false);
   r.real("rope.scaling.yarn_beta_fast", h.rope_yarn_beta_fast, 0, 1e6, false);

@@ -381,7 +381,8 @@ TEST(Gguf, Type42IsF8E4M3B128OnlyWhenTheFileProvesIt) {
   auto no_ft = type42_file(7, 256, 2 * 129);
   auto r2 = GgufFile::parse(no_ft);
   ASSERT_FALSE(r2);
-  EXPECT_NE(r2.status().message().find("neither"), std::string::npos) << r2.status().message();
+  EXPECT_NE(r2.status().message().find("general.file_type is 7, not 41"), std::string::npos)
+      << r2.status().message();
 
   // Upstream Q2_0 (18 bytes per 64) even under file type 41 (upstream's MOSTLY_Q2_0 is 41 too).
   auto q2 = type42_file(41, 256, 4 * 18);

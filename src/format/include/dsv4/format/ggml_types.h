@@ -13,6 +13,8 @@
 #include <span>
 #include <string_view>
 
+#include "dsv4/core/status.h"
+
 namespace dsv4 {
 
 struct GgmlTypeTraits {
@@ -26,6 +28,24 @@ struct GgmlTypeTraits {
 const GgmlTypeTraits& ggml_type_q2_0();
 const GgmlTypeTraits& ggml_type_f8_e4m3_b128();
 inline constexpr uint32_t kGgmlTypeId42 = 42;
+
+// Evidence about one tensor stored with type id 42: its element count and the bytes it spans in
+// the data section (its offset to the next tensor's offset, or to the end of the data for the
+// last one; up to alignment-1 bytes of that may be padding).
+struct Id42Tensor {
+  std::string_view name;
+  int64_t n_elements;
+  uint64_t span_bytes;
+};
+
+// Decides what type id 42 means in one file (model-files issue, item 4): F8_E4M3_B128 only when
+// the file proves it (general.file_type 41 and 129 bytes per 128 elements for every id-42
+// tensor); otherwise Q2_0 when every id-42 tensor has Q2_0's size (18 bytes per 64; upstream's
+// MOSTLY_Q2_0 file type is also 41, so sizes decide). Anything else: kInvalidFile naming the
+// first tensor that fits neither, or why F8 was not proven. An empty list answers Q2_0.
+Result<const GgmlTypeTraits*> resolve_type_id_42(std::optional<uint32_t> file_type,
+                                                 std::span<const Id42Tensor> tensors,
+                                                 uint64_t alignment);
 
 // Every known type, ordered by id.
 std::span<const GgmlTypeTraits> ggml_type_table();

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -46,7 +47,15 @@ class GgufWriter {
   void add_tensor(std::string_view name, uint32_t type_id, std::span<const int64_t> ne,
                   std::span<const uint8_t> data);
 
-  std::vector<uint8_t> bytes() const;
+  // Declares a tensor of `n_bytes` whose bytes are produced by write_streaming's callback, so a
+  // file larger than memory can be written one tensor at a time.
+  void add_tensor_info(std::string_view name, uint32_t type_id, std::span<const int64_t> ne,
+                       uint64_t n_bytes);
+  // fill(i, out): write tensor i's bytes (i counts every added tensor) into `out`.
+  using Fill = std::function<Status(size_t i, std::span<uint8_t> out)>;
+  Status write_streaming(const std::string& path, const Fill& fill) const;
+
+  std::vector<uint8_t> bytes() const;  // only for tensors added with their data
   Status write(const std::string& path) const;
 
  private:
@@ -58,8 +67,10 @@ class GgufWriter {
     std::string name;
     uint32_t type_id;
     std::vector<int64_t> ne;
-    std::vector<uint8_t> data;
+    std::vector<uint8_t> data;  // empty for add_tensor_info tensors
+    uint64_t n_bytes;
   };
+  std::vector<uint8_t> header() const;  // everything before the data section, padded
   uint32_t alignment_;
   uint64_t n_kv_ = 0;
   std::vector<uint8_t> kv_bytes_;

@@ -34,7 +34,12 @@ struct TensorSpec {
 // n_nextn MTP blocks, in the order upstream creates them.
 std::vector<TensorSpec> expected_tensors(const HParams& h);
 
-// Checks the file's tensor table against expected_tensors(h): every required tensor present with
+// The 32 tensors of antirez/ds4's standalone MTP file (`mtp.0.*`, e_proj and h_proj separate;
+// real-headers/ds4-mtp.txt), an SWA block plus the MTP projections, norms and HC head.
+std::vector<TensorSpec> expected_ds4_mtp_tensors(const HParams& h);
+
+// Checks the file's tensor table against expected_tensors(h) (or, for a file holding only
+// mtp.0.* tensors, expected_ds4_mtp_tensors(h)): every required tensor present with
 // its exact shape and an allowed type, no unknown tensor. Reads no tensor data. Errors name the
 // tensor: "blk.3.attn_q_a.weight: shape {1024, 4096}, expected {4096, 1024}".
 // `problems` (optional) receives every problem found, not only the first.

@@ -1,0 +1,372 @@
+// dsv4-mkmodel: writes a synthetic DeepSeek-V4 GGUF of any size: seeded random weights, upstream
+// naming and keys (so upstream llama.cpp loads it), the vocabulary of a given tokenizer.json, a
+// chosen layer schedule and quant mix. Used by tests, benchmarks and as the server's default
+// model. Its weights are random: it produces no meaningful text.
+//
+// Quantized tensors are written as valid random blocks (random codes, scales sized to the
+// tensor's target standard deviation), not by quantizing floats: the benchmark needs the right
+// bytes in the right layout, not a particular function.
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dsv4/core/dtypes.h"
+#include "dsv4/format/ggml_types.h"
+#include "dsv4/format/gguf_writer.h"
+#include "dsv4/model/gguf_meta.h"
+#include "dsv4/model/hparams.h"
+#include "dsv4/model/tensors.h"
+
+namespace {
+
+using dsv4::HParams;
+using dsv4::Status;
+using dsv4::TensorClass;
+using dsv4::TensorSpec;
+
+constexpr uint32_t kF32 = 0, kF16 = 1, kQ8_0 = 8, kQ2_K = 10, kIQ2_XXS = 16, kI32 = 26,
+                   kBF16 = 30, kMXFP4 = 39;
+
+HParams preset(const std::string& name) {
+  HParams h;
+  h.n_head_kv = 1;
+  h.n_hc = 4;
+  h.hc_sinkhorn_iters = 20;
+  h.hc_eps = 1e-6f;
+  h.rms_eps = 1e-6f;
+  h.rope_freq_base = 10000.f;
+  h.compress_rope_freq_base = 160000.f;
+  h.rope_yarn_factor = 16.f;
+  h.rope_yarn_orig_ctx = 65536;
+  h.rope_yarn_beta_fast = 32.f;
+  h.rope_yarn_beta_slow = 1.f;
+  h.n_expert_shared = 1;
+  h.expert_weights_norm = true;
+  h.n_rot = 64;
+  if (name == "tiny") {
+    h.n_embd = 64; h.n_head = 4; h.head_dim = 192; h.q_lora_rank = 32; h.o_groups = 2;
+    h.o_lora_rank = 32; h.n_swa = 16; h.n_indexer_head = 4; h.indexer_head_dim = 128;
+    h.indexer_top_k = 8; h.n_expert = 8; h.n_expert_used = 2; h.n_ff_exp = 32;
+    h.n_hash_layers = 2; h.n_ctx_train = 4096; h.expert_weights_scale = 1.5f;
+    h.compress_ratios = {0, 4, 128, 4};
+  } else if (name == "small") {
+    h.n_embd = 512; h.n_head = 8; h.head_dim = 192; h.q_lora_rank = 256; h.o_groups = 2;
+    h.o_lora_rank = 256; h.n_swa = 128; h.n_indexer_head = 8; h.indexer_head_dim = 128;
+    h.indexer_top_k = 64; h.n_expert = 32; h.n_expert_used = 4; h.n_ff_exp = 256;
+    h.n_hash_layers = 1; h.n_ctx_train = 65536; h.expert_weights_scale = 1.5f;
+    h.compress_ratios = {0, 4, 128, 4};
+  } else if (name == "flash" || name == "flash-2l") {
+    // DeepSeek-V4-Flash (dsv4-architecture.md §2.1)
+    h.n_embd = 4096; h.n_head = 64; h.head_dim = 512; h.q_lora_rank = 1024; h.o_groups = 8;
+    h.o_lora_rank = 1024; h.n_swa = 128; h.n_indexer_head = 64; h.indexer_head_dim = 128;
+    h.indexer_top_k = 512; h.n_expert = 256; h.n_expert_used = 6; h.n_ff_exp = 2048;
+    h.n_ctx_train = 1048576; h.expert_weights_scale = 1.5f;
+    if (name == "flash") {
+      h.n_hash_layers = 3;
+      for (int il = 0; il < 43; ++il) h.compress_ratios.push_back(il < 2 ? 0 : (il % 2 ? 128 : 4));
+    } else {
+      h.n_hash_layers = 0;  // one CSA and one HCA layer, both score-routed
+      h.compress_ratios = {4, 128};
+    }
+  } else {
+    h.n_embd = 0;  // unknown preset
+  }
+  return h;
+}
+
+// ---- tokenizer.json → tokenizer.ggml.* ---------------------------------------------------------
+
+struct Vocab {
+  std::vector<std::string> tokens;
+  std::vector<int32_t> types;  // 1 normal, 3 control (special added), 4 user-defined, 5 unused
+  std::vector<std::string> merges;
+  int64_t bos = -1, eos = -1;
+};
+
+Status load_vocab(const std::string& path, Vocab& v) {
+  std::ifstream in(path);
+  if (!in) return Status(dsv4::ErrorCode::kIo, "cannot open tokenizer '" + path + "'");
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.contains("model") || !j["model"].contains("vocab")) {
+    return Status(dsv4::ErrorCode::kInvalidFile, path + ": not a tokenizer.json with model.vocab");
+  }
+  std::map<int64_t, std::pair<std::string, int32_t>> by_id;
+  for (auto it = j["model"]["vocab"].begin(); it != j["model"]["vocab"].end(); ++it) {
+    by_id[it.value().get<int64_t>()] = {it.key(), 1};
+  }
+  for (const auto& a : j.value("added_tokens", nlohmann::json::array())) {
+    by_id[a["id"].get<int64_t>()] = {a["content"].get<std::string>(), a.value("special", false) ? 3 : 4};
+  }
+  if (by_id.empty() || by_id.begin()->first < 0) {
+    return Status(dsv4::ErrorCode::kInvalidFile, path + ": empty vocabulary or negative id");
+  }
+  const int64_t n = by_id.rbegin()->first + 1;
+  v.tokens.resize(static_cast<size_t>(n));
+  v.types.assign(static_cast<size_t>(n), 5);
+  for (int64_t i = 0; i < n; ++i) v.tokens[static_cast<size_t>(i)] = "[UNUSED_" + std::to_string(i) + "]";
+  for (const auto& [id, tt] : by_id) {
+    v.tokens[static_cast<size_t>(id)] = tt.first;
+    v.types[static_cast<size_t>(id)] = tt.second;
+    if (tt.first == "<｜begin▁of▁sentence｜>") v.bos = id;  // found by string, not by id
+    if (tt.first == "<｜end▁of▁sentence｜>") v.eos = id;
+  }
+  for (const auto& m : j["model"].value("merges", nlohmann::json::array())) {
+    if (m.is_string()) {
+      v.merges.push_back(m.get<std::string>());
+    } else if (m.is_array() && m.size() == 2) {
+      v.merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
+    }
+  }
+  return Status::ok();
+}
+
+// ---- random tensors ------------------------------------------------------------------------------
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// Standard deviation and mean of a tensor's values, by role. Vectors that the architecture
+// treats as biases or mixing parameters get real magnitude (σ ≈ 1), as the reference fixtures do.
+void value_law(const TensorSpec& s, float& mean, float& sigma) {
+  const std::string& n = s.name;
+  mean = 0;
+  if (n.find("norm.weight") != std::string::npos) {
+    mean = 1.f;
+    sigma = 0.1f;
+  } else if (s.cls == TensorClass::kVector) {
+    sigma = n.find("_scale") != std::string::npos ? 0.3f : 1.f;
+  } else if (n.find("compressor_ape") != std::string::npos) {
+    sigma = 1.f;
+  } else {
+    sigma = 1.f / std::sqrt(static_cast<float>(s.ne[0]));  // fan-in scaling keeps activations O(1)
+  }
+}
+
+// Type of a tensor in a quant mix.
+uint32_t type_for(const std::string& mix, const TensorSpec& s) {
+  if (s.cls == TensorClass::kIndex) return kI32;
+  if (s.cls == TensorClass::kVector || mix == "f32") return kF32;
+  const std::string& n = s.name;
+  const bool experts = s.cls == TensorClass::kExperts;
+  const bool small = n.find("hc_") != std::string::npos || n.find("compressor") != std::string::npos ||
+                     n.find("indexer") != std::string::npos || n.find("ffn_gate_inp") != std::string::npos;
+  if (mix == "f16") return kF16;
+  if (mix == "bf16") return kBF16;
+  if (mix == "upstream") {  // upstream converter: MXFP4 experts, Q8_0 dense, BF16/F32 rest
+    if (experts) return kMXFP4;
+    if (n.find("hc_") != std::string::npos) return kF32;
+    if (small || n == "token_embd.weight" || n == "output.weight") return kBF16;
+    return kQ8_0;
+  }
+  if (mix == "ds4-q2") {  // antirez/ds4 q2: IQ2_XXS gate/up, Q2_K down, Q8_0 dense, F16 small
+    if (experts) return n.find("ffn_down_exps") != std::string::npos ? kQ2_K : kIQ2_XXS;
+    if (small || n == "token_embd.weight") return kF16;
+    return kQ8_0;
+  }
+  return kF32;
+}
+
+// Bytes of a tensor of `type`, or 0 if ne[0] is not a multiple of the type's block size.
+uint64_t tensor_bytes(uint32_t type, const std::vector<int64_t>& ne) {
+  const dsv4::GgmlTypeTraits* t = dsv4::ggml_type_traits(type);
+  const auto row = t != nullptr ? dsv4::ggml_row_bytes(*t, ne[0]) : std::nullopt;
+  if (!row) return 0;
+  uint64_t rows = 1;
+  for (size_t d = 1; d < ne.size(); ++d) rows *= static_cast<uint64_t>(ne[d]);
+  return *row * rows;
+}
+
+void put_f16(uint8_t* p, float v) {
+  const uint16_t h = dsv4::f32_to_fp16(v);
+  std::memcpy(p, &h, 2);
+}
+
+// Fills `out` with values (or blocks) following (mean, sigma). tid2eid rows hold distinct experts.
+void fill_random(const TensorSpec& s, uint32_t type, uint64_t seed, int64_t n_expert,
+                 std::span<uint8_t> out) {
+  std::mt19937_64 rng(seed ^ fnv1a(s.name));
+  float mean = 0, sigma = 1;
+  value_law(s, mean, sigma);
+  std::normal_distribution<float> normal(mean, sigma);
+  uint8_t* p = out.data();
+  const size_t n = out.size();
+  switch (type) {
+    case kI32: {
+      // ne = {n_expert_used, n_vocab}: each row a random distinct subset of experts
+      const int64_t k = s.ne[0];
+      std::vector<int32_t> perm(static_cast<size_t>(n_expert));
+      for (int64_t r = 0; r < s.ne[1]; ++r) {
+        for (int64_t e = 0; e < n_expert; ++e) perm[static_cast<size_t>(e)] = static_cast<int32_t>(e);
+        for (int64_t i = 0; i < k; ++i) {
+          const int64_t j = i + static_cast<int64_t>(rng() % static_cast<uint64_t>(n_expert - i));
+          std::swap(perm[static_cast<size_t>(i)], perm[static_cast<size_t>(j)]);
+        }
+        std::memcpy(p + static_cast<size_t>(r * k) * 4, perm.data(), static_cast<size_t>(k) * 4);
+      }
+      return;
+    }
+    case kF32:
+      for (size_t i = 0; i < n / 4; ++i) {
+        const float v = normal(rng);
+        std::memcpy(p + 4 * i, &v, 4);
+      }
+      return;
+    case kF16:
+      for (size_t i = 0; i < n / 2; ++i) put_f16(p + 2 * i, normal(rng));
+      return;
+    case kBF16:
+      for (size_t i = 0; i < n / 2; ++i) {
+        const uint16_t h = dsv4::f32_to_bf16(normal(rng));
+        std::memcpy(p + 2 * i, &h, 2);
+      }
+      return;
+    case kQ8_0:  // {f16 d; int8 qs[32]}: |q| ≤ 127, d so that q·d has std ≈ sigma
+      for (size_t b = 0; b < n / 34; ++b) {
+        put_f16(p + 34 * b, sigma / 40.f);
+        for (int i = 0; i < 32; ++i) {
+          const float q = std::clamp(std::round(normal(rng) / sigma * 40.f), -127.f, 127.f);
+          p[34 * b + 2 + i] = static_cast<uint8_t>(static_cast<int8_t>(q));
+        }
+      }
+      return;
+    case kMXFP4: {  // {u8 e8m0; u8 qs[16]}: value = e2m1(code)·2^(e−127); codes' std ≈ 2.9
+      const int e = 127 + static_cast<int>(std::lround(std::log2(sigma / 2.9f)));
+      for (size_t b = 0; b < n / 17; ++b) {
+        p[17 * b] = static_cast<uint8_t>(std::clamp(e, 1, 254));
+        for (int i = 0; i < 16; ++i) p[17 * b + 1 + i] = static_cast<uint8_t>(rng());
+      }
+      return;
+    }
+    case kQ2_K:  // {u8 scales[16]; u8 qs[64]; f16 d; f16 dmin}: any codes are valid
+      for (size_t b = 0; b < n / 84; ++b) {
+        uint8_t* blk = p + 84 * b;
+        for (int i = 0; i < 80; ++i) blk[i] = static_cast<uint8_t>(rng());
+        put_f16(blk + 80, sigma / 8.f);
+        put_f16(blk + 82, sigma / 8.f);
+      }
+      return;
+    case kIQ2_XXS:  // {f16 d; u16 qs[32]}: grid indices, signs and 4-bit scales, any bits valid
+      for (size_t b = 0; b < n / 66; ++b) {
+        uint8_t* blk = p + 66 * b;
+        put_f16(blk, sigma / 8.f);
+        for (int i = 2; i < 66; ++i) blk[i] = static_cast<uint8_t>(rng());
+      }
+      return;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dsv4-mkmodel: write a synthetic DeepSeek-V4 GGUF (random weights) for tests and benchmarks"};
+  std::string out, tokenizer, preset_name = "tiny", mix = "f32", ratios_s, pre = "joyai-llm";
+  uint64_t seed = 42;
+  int64_t n_layer = -1, n_hash = -1, n_expert = -1, n_embd = -1, n_ff = -1;
+  app.add_option("-o,--output", out, "output GGUF path")->required();
+  app.add_option("--tokenizer", tokenizer, "tokenizer.json whose vocabulary the model gets")->required();
+  app.add_option("--preset", preset_name, "tiny | small | flash-2l | flash")->capture_default_str();
+  app.add_option("--mix", mix, "f32 | f16 | bf16 | upstream (MXFP4 experts, Q8_0 dense) | ds4-q2 "
+                               "(IQ2_XXS gate/up, Q2_K down, Q8_0 dense, F16 small)")
+      ->capture_default_str();
+  app.add_option("--seed", seed, "random seed")->capture_default_str();
+  app.add_option("--ratios", ratios_s, "layer schedule, e.g. 0,0,4,128 (overrides the preset's)");
+  app.add_option("--n-layer", n_layer, "trunk layers (schedule repeats the preset's pattern)");
+  app.add_option("--n-hash-layers", n_hash, "hash-routed layers");
+  app.add_option("--n-expert", n_expert, "routed experts");
+  app.add_option("--n-embd", n_embd, "hidden size");
+  app.add_option("--n-ff-exp", n_ff, "expert FFN width");
+  app.add_option("--pre", pre, "tokenizer.ggml.pre")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  HParams h = preset(preset_name);
+  if (h.n_embd == 0) {
+    fmt::print(stderr, "error: unknown preset '{}'\n", preset_name);
+    return 2;
+  }
+  if (!ratios_s.empty()) {
+    h.compress_ratios.clear();
+    size_t p = 0;
+    while (p <= ratios_s.size()) {
+      size_t e = ratios_s.find(',', p);
+      if (e == std::string::npos) e = ratios_s.size();
+      h.compress_ratios.push_back(std::stoi(ratios_s.substr(p, e - p)));
+      p = e + 1;
+    }
+  }
+  if (n_layer > 0) {
+    std::vector<int32_t> r;
+    for (int64_t i = 0; i < n_layer; ++i) {
+      r.push_back(h.compress_ratios[static_cast<size_t>(i) % h.compress_ratios.size()]);
+    }
+    h.compress_ratios = r;
+  }
+  if (n_hash >= 0) h.n_hash_layers = n_hash;
+  if (n_expert > 0) h.n_expert = n_expert;
+  if (n_embd > 0) h.n_embd = n_embd;
+  if (n_ff > 0) h.n_ff_exp = n_ff;
+  h.n_layer_all = h.n_layer = static_cast<int64_t>(h.compress_ratios.size());
+  h.swiglu_clamp_exp.assign(h.compress_ratios.size(), 10.f);
+  h.swiglu_clamp_shexp = h.swiglu_clamp_exp;
+
+  Vocab v;
+  if (Status st = load_vocab(tokenizer, v); !st) {
+    fmt::print(stderr, "error: {}\n", st.to_string());
+    return 1;
+  }
+  h.n_vocab = static_cast<int64_t>(v.tokens.size());
+
+  dsv4::GgufWriter w;
+  dsv4::write_hparams(w, h);
+  w.add_string("general.name", "dsv4-mkmodel " + preset_name + " " + mix + " (random weights)");
+  w.add_u64("dsv4.mkmodel.seed", seed);
+  w.add_string("tokenizer.ggml.model", "gpt2");
+  w.add_string("tokenizer.ggml.pre", pre);
+  w.add_array_string("tokenizer.ggml.tokens", v.tokens);
+  w.add_array_i32("tokenizer.ggml.token_type", v.types);
+  w.add_array_string("tokenizer.ggml.merges", v.merges);
+  if (v.bos >= 0) w.add_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(v.bos));
+  if (v.eos >= 0) w.add_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(v.eos));
+  w.add_bool("tokenizer.ggml.add_bos_token", false);
+  w.add_bool("tokenizer.ggml.add_eos_token", false);
+
+  std::vector<TensorSpec> specs;
+  std::vector<uint32_t> types;
+  uint64_t total = 0;
+  for (const TensorSpec& s : dsv4::expected_tensors(h)) {
+    if (!s.required) continue;
+    const uint32_t t = type_for(mix, s);
+    const uint64_t bytes = tensor_bytes(t, s.ne);
+    if (bytes == 0) {
+      fmt::print(stderr, "error: {} (ne[0] = {}) cannot be stored as {} in mix '{}': not a multiple "
+                         "of its block size; use a larger preset or another mix\n",
+                 s.name, s.ne[0], dsv4::ggml_type_traits(t)->name, mix);
+      return 1;
+    }
+    w.add_tensor_info(s.name, t, s.ne, bytes);
+    specs.push_back(s);
+    types.push_back(t);
+    total += bytes;
+  }
+  fmt::print("writing {}: preset {}, mix {}, {} layers, {} tensors, {:.2f} GiB\n", out, preset_name,
+             mix, h.n_layer, specs.size(), static_cast<double>(total) / (1ull << 30));
+  Status st = w.write_streaming(out, [&](size_t i, std::span<uint8_t> buf) {
+    fill_random(specs[i], types[i], seed, h.n_expert, buf);
+    return Status::ok();
+  });
+  if (!st) {
+    fmt::print(stderr, "error: {}\n", st.to_string());
+    return 1;
+  }
+  return 0;
+}
