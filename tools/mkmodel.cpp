@@ -24,6 +24,7 @@
 #include "dsv4/model/gguf_meta.h"
 #include "dsv4/model/hparams.h"
 #include "dsv4/model/tensors.h"
+#include "dsv4/quant/blocks.h"
 
 namespace {
 
@@ -192,6 +193,8 @@ void put_f16(uint8_t* p, float v) {
   std::memcpy(p, &h, 2);
 }
 
+// The block structs (dsv4/quant/blocks.h) are byte arrays and u16s: any 2-byte-aligned buffer
+// holds them. write_streaming's buffers come from std::vector, which is aligned far beyond that.
 // Fills `out` with values (or blocks) following (mean, sigma). tid2eid rows hold distinct experts.
 void fill_random(const TensorSpec& s, uint32_t type, uint64_t seed, int64_t n_expert,
                  std::span<uint8_t> out) {
@@ -231,38 +234,41 @@ void fill_random(const TensorSpec& s, uint32_t type, uint64_t seed, int64_t n_ex
         std::memcpy(p + 2 * i, &h, 2);
       }
       return;
-    case kQ8_0:  // {f16 d; int8 qs[32]}: |q| ≤ 127, d so that q·d has std ≈ sigma
-      for (size_t b = 0; b < n / 34; ++b) {
-        put_f16(p + 34 * b, sigma / 40.f);
-        for (int i = 0; i < 32; ++i) {
-          const float q = std::clamp(std::round(normal(rng) / sigma * 40.f), -127.f, 127.f);
-          p[34 * b + 2 + i] = static_cast<uint8_t>(static_cast<int8_t>(q));
-        }
-      }
-      return;
-    case kMXFP4: {  // {u8 e8m0; u8 qs[16]}: value = e2m1(code)·2^(e−127); codes' std ≈ 2.9
-      const int e = 127 + static_cast<int>(std::lround(std::log2(sigma / 2.9f)));
-      for (size_t b = 0; b < n / 17; ++b) {
-        p[17 * b] = static_cast<uint8_t>(std::clamp(e, 1, 254));
-        for (int i = 0; i < 16; ++i) p[17 * b + 1 + i] = static_cast<uint8_t>(rng());
+    case kQ8_0: {  // |q| ≤ 127, d so that q·d has std ≈ sigma
+      auto* blk = reinterpret_cast<dsv4::quant::BlockQ8_0*>(p);
+      for (size_t b = 0; b < n / sizeof *blk; ++b) {
+        blk[b].d = dsv4::f32_to_fp16(sigma / 40.f);
+        for (auto& q : blk[b].qs) q = static_cast<int8_t>(std::clamp(std::round(normal(rng) / sigma * 40.f), -127.f, 127.f));
       }
       return;
     }
-    case kQ2_K:  // {u8 scales[16]; u8 qs[64]; f16 d; f16 dmin}: any codes are valid
-      for (size_t b = 0; b < n / 84; ++b) {
-        uint8_t* blk = p + 84 * b;
-        for (int i = 0; i < 80; ++i) blk[i] = static_cast<uint8_t>(rng());
-        put_f16(blk + 80, sigma / 8.f);
-        put_f16(blk + 82, sigma / 8.f);
+    case kMXFP4: {  // value = e2m1(code)·2^(e−127); random codes have std ≈ 2.9
+      auto* blk = reinterpret_cast<dsv4::quant::BlockMXFP4*>(p);
+      const int e = 127 + static_cast<int>(std::lround(std::log2(sigma / 2.9f)));
+      for (size_t b = 0; b < n / sizeof *blk; ++b) {
+        blk[b].e = static_cast<uint8_t>(std::clamp(e, 1, 254));
+        for (auto& q : blk[b].qs) q = static_cast<uint8_t>(rng());
       }
       return;
-    case kIQ2_XXS:  // {f16 d; u16 qs[32]}: grid indices, signs and 4-bit scales, any bits valid
-      for (size_t b = 0; b < n / 66; ++b) {
-        uint8_t* blk = p + 66 * b;
-        put_f16(blk, sigma / 8.f);
-        for (int i = 2; i < 66; ++i) blk[i] = static_cast<uint8_t>(rng());
+    }
+    case kQ2_K: {  // any codes and sub-scales are valid; finite super-scales
+      auto* blk = reinterpret_cast<dsv4::quant::BlockQ2_K*>(p);
+      for (size_t b = 0; b < n / sizeof *blk; ++b) {
+        for (auto& sc : blk[b].scales) sc = static_cast<uint8_t>(rng());
+        for (auto& q : blk[b].qs) q = static_cast<uint8_t>(rng());
+        blk[b].d = dsv4::f32_to_fp16(sigma / 8.f);
+        blk[b].dmin = dsv4::f32_to_fp16(sigma / 8.f);
       }
       return;
+    }
+    case kIQ2_XXS: {  // grid indices, signs and 4-bit scales: any bits are valid
+      auto* blk = reinterpret_cast<dsv4::quant::BlockIQ2_XXS*>(p);
+      for (size_t b = 0; b < n / sizeof *blk; ++b) {
+        blk[b].d = dsv4::f32_to_fp16(sigma / 8.f);
+        for (auto& q : blk[b].qs) q = static_cast<uint16_t>(rng());
+      }
+      return;
+    }
   }
 }
 
