@@ -11,9 +11,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <fstream>
-#include <map>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -22,6 +19,7 @@
 #include "dsv4/format/ggml_types.h"
 #include "dsv4/format/gguf_writer.h"
 #include "dsv4/model/gguf_meta.h"
+#include "dsv4/model/hf_convert.h"
 #include "dsv4/model/hparams.h"
 #include "dsv4/model/tensors.h"
 #include "dsv4/quant/blocks.h"
@@ -81,52 +79,6 @@ HParams preset(const std::string& name) {
     h.n_embd = 0;  // unknown preset
   }
   return h;
-}
-
-// ---- tokenizer.json → tokenizer.ggml.* ---------------------------------------------------------
-
-struct Vocab {
-  std::vector<std::string> tokens;
-  std::vector<int32_t> types;  // 1 normal, 3 control (special added), 4 user-defined, 5 unused
-  std::vector<std::string> merges;
-  int64_t bos = -1, eos = -1;
-};
-
-Status load_vocab(const std::string& path, Vocab& v) {
-  std::ifstream in(path);
-  if (!in) return Status(dsv4::ErrorCode::kIo, "cannot open tokenizer '" + path + "'");
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  if (j.is_discarded() || !j.contains("model") || !j["model"].contains("vocab")) {
-    return Status(dsv4::ErrorCode::kInvalidFile, path + ": not a tokenizer.json with model.vocab");
-  }
-  std::map<int64_t, std::pair<std::string, int32_t>> by_id;
-  for (auto it = j["model"]["vocab"].begin(); it != j["model"]["vocab"].end(); ++it) {
-    by_id[it.value().get<int64_t>()] = {it.key(), 1};
-  }
-  for (const auto& a : j.value("added_tokens", nlohmann::json::array())) {
-    by_id[a["id"].get<int64_t>()] = {a["content"].get<std::string>(), a.value("special", false) ? 3 : 4};
-  }
-  if (by_id.empty() || by_id.begin()->first < 0) {
-    return Status(dsv4::ErrorCode::kInvalidFile, path + ": empty vocabulary or negative id");
-  }
-  const int64_t n = by_id.rbegin()->first + 1;
-  v.tokens.resize(static_cast<size_t>(n));
-  v.types.assign(static_cast<size_t>(n), 5);
-  for (int64_t i = 0; i < n; ++i) v.tokens[static_cast<size_t>(i)] = "[UNUSED_" + std::to_string(i) + "]";
-  for (const auto& [id, tt] : by_id) {
-    v.tokens[static_cast<size_t>(id)] = tt.first;
-    v.types[static_cast<size_t>(id)] = tt.second;
-    if (tt.first == "<｜begin▁of▁sentence｜>") v.bos = id;  // found by string, not by id
-    if (tt.first == "<｜end▁of▁sentence｜>") v.eos = id;
-  }
-  for (const auto& m : j["model"].value("merges", nlohmann::json::array())) {
-    if (m.is_string()) {
-      v.merges.push_back(m.get<std::string>());
-    } else if (m.is_array() && m.size() == 2) {
-      v.merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
-    }
-  }
-  return Status::ok();
 }
 
 // ---- random tensors ------------------------------------------------------------------------------
@@ -325,26 +277,16 @@ int main(int argc, char** argv) {
   h.swiglu_clamp_exp.assign(h.compress_ratios.size(), 10.f);
   h.swiglu_clamp_shexp = h.swiglu_clamp_exp;
 
-  Vocab v;
-  if (Status st = load_vocab(tokenizer, v); !st) {
-    fmt::print(stderr, "error: {}\n", st.to_string());
+  dsv4::GgufWriter w;
+  auto n_vocab = dsv4::write_tokenizer_metadata(w, tokenizer, pre);
+  if (!n_vocab) {
+    fmt::print(stderr, "error: {}\n", n_vocab.status().to_string());
     return 1;
   }
-  h.n_vocab = static_cast<int64_t>(v.tokens.size());
-
-  dsv4::GgufWriter w;
+  h.n_vocab = *n_vocab;
   dsv4::write_hparams(w, h);
   w.add_string("general.name", "dsv4-mkmodel " + preset_name + " " + mix + " (random weights)");
   w.add_u64("dsv4.mkmodel.seed", seed);
-  w.add_string("tokenizer.ggml.model", "gpt2");
-  w.add_string("tokenizer.ggml.pre", pre);
-  w.add_array_string("tokenizer.ggml.tokens", v.tokens);
-  w.add_array_i32("tokenizer.ggml.token_type", v.types);
-  w.add_array_string("tokenizer.ggml.merges", v.merges);
-  if (v.bos >= 0) w.add_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(v.bos));
-  if (v.eos >= 0) w.add_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(v.eos));
-  w.add_bool("tokenizer.ggml.add_bos_token", false);
-  w.add_bool("tokenizer.ggml.add_eos_token", false);
 
   std::vector<TensorSpec> specs;
   std::vector<uint32_t> types;

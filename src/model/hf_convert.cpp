@@ -184,7 +184,8 @@ std::string upstream_name(const std::string& n) {
   return "";
 }
 
-Status write_tokenizer_metadata(GgufWriter& w, const std::string& path, const std::string& pre) {
+Result<int64_t> write_tokenizer_metadata(GgufWriter& w, const std::string& path,
+                                         const std::string& pre) {
   auto jr = read_json(path);
   if (!jr) return jr.status();
   const json& j = *jr;
@@ -234,7 +235,7 @@ Status write_tokenizer_metadata(GgufWriter& w, const std::string& path, const st
   }
   w.add_bool("tokenizer.ggml.add_bos_token", false);
   w.add_bool("tokenizer.ggml.add_eos_token", false);
-  return Status::ok();
+  return static_cast<int64_t>(n);
 }
 
 namespace {
@@ -445,7 +446,15 @@ Status convert_hf_to_gguf(const std::string& dir, const std::string& out, const 
   w.add_u32("general.file_type", opt.keep_fp8 ? 41u : 38u);  // 38 = MOSTLY_MXFP4_MOE
   if (opt.keep_fp8) w.add_bool("dsv4.keep_fp8", true);  // marks type id 42 as F8_E4M3_B128
   const std::string tok = (fs::path(dir) / "tokenizer.json").string();
-  if (fs::exists(tok)) DSV4_RETURN_IF_ERROR(write_tokenizer_metadata(w, tok, opt.pre));
+  if (fs::exists(tok)) {
+    auto n = write_tokenizer_metadata(w, tok, opt.pre);
+    if (!n) return n.status();
+    if (*n != h.n_vocab) {
+      return Status(ErrorCode::kInvalidFile, tok + " has " + std::to_string(*n) +
+                                                 " tokens, config.json vocab_size is " +
+                                                 std::to_string(h.n_vocab));
+    }
+  }
   for (const Plan& p : plans) {
     const GgmlTypeTraits* tt = p.type == kF8B128 ? &ggml_type_f8_e4m3_b128() : ggml_type_traits(p.type);
     uint64_t rows = 1;

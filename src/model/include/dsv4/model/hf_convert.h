@@ -33,9 +33,9 @@ std::string upstream_name(const std::string& official);
 
 // Writes tokenizer.ggml.* from a tokenizer.json (vocabulary by id, token types: added special ->
 // control (3), other added -> user-defined (4); merges; bos/eos/pad found by their strings, not by
-// id; add_bos/add_eos false as the DeepSeek-V4 files have them).
-Status write_tokenizer_metadata(GgufWriter& w, const std::string& tokenizer_json_path,
-                                const std::string& pre);
+// id; add_bos/add_eos false as the DeepSeek-V4 files have them). Returns the vocabulary size.
+Result<int64_t> write_tokenizer_metadata(GgufWriter& w, const std::string& tokenizer_json_path,
+                                         const std::string& pre);
 
 struct ConvertOptions {
   bool keep_fp8 = false;
