@@ -16,7 +16,7 @@ for bin in build/fuzz/tests/fuzz/fuzz_*; do
   echo "==> fuzz_$t for ${SECONDS_PER_TARGET}s"
   set +e
   "$bin" "$work/new" "$corpus" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
-    -rss_limit_mb=2048 -malloc_limit_mb=1024 -max_len=65536 \
+    -rss_limit_mb=2048 -malloc_limit_mb=1024 -max_len=1048576 \
     -artifact_prefix="$work/artifacts/" -print_final_stats=1 2>"$work/log.txt"
   rc=$?
   set -e
