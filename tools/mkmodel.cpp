@@ -112,20 +112,19 @@ uint32_t type_for(const std::string& mix, const TensorSpec& s) {
   if (s.cls == TensorClass::kVector || mix == "f32") return kF32;
   const std::string& n = s.name;
   const bool experts = s.cls == TensorClass::kExperts;
-  const bool small = n.find("hc_") != std::string::npos || n.find("compressor") != std::string::npos ||
-                     n.find("indexer") != std::string::npos || n.find("ffn_gate_inp") != std::string::npos;
+  const bool projection = s.cls == TensorClass::kProjection;
   if (mix == "f16") return kF16;
   if (mix == "bf16") return kBF16;
-  if (mix == "upstream") {  // upstream converter: MXFP4 experts, Q8_0 dense, BF16/F32 rest
+  if (mix == "upstream") {  // upstream converter: MXFP4 experts, Q8_0 projections, BF16/F32 rest
     if (experts) return kMXFP4;
-    if (n.find("hc_") != std::string::npos) return kF32;
-    if (small || n == "token_embd.weight" || n == "output.weight") return kBF16;
-    return kQ8_0;
+    if (projection) return kQ8_0;
+    if (n.find("hc_") != std::string::npos || n.find("_ape.") != std::string::npos) return kF32;
+    return kBF16;
   }
-  if (mix == "ds4-q2") {  // antirez/ds4 q2: IQ2_XXS gate/up, Q2_K down, Q8_0 dense, F16 small
+  if (mix == "ds4-q2") {  // antirez/ds4 q2: IQ2_XXS gate/up, Q2_K down, Q8_0 projections + output, F16 rest
     if (experts) return n.find("ffn_down_exps") != std::string::npos ? kQ2_K : kIQ2_XXS;
-    if (small || n == "token_embd.weight") return kF16;
-    return kQ8_0;
+    if (projection || n == "output.weight") return kQ8_0;
+    return kF16;
   }
   return kF32;
 }

@@ -16,6 +16,7 @@ bool type_allowed(TensorClass cls, uint32_t type_id) {
     case TensorClass::kVector: return type_id == 0 || type_id == 1 || type_id == 30;  // f32 f16 bf16
     case TensorClass::kIndex: return type_id == 26;                                   // i32
     case TensorClass::kMatrix:
+    case TensorClass::kProjection:
     case TensorClass::kExperts:
       return type_id != 24 && type_id != 25 && type_id != 26 && type_id != 27;  // not integers
   }
@@ -38,13 +39,13 @@ void add_block(std::vector<TensorSpec>& t, const HParams& h, const std::string& 
   using C = TensorClass;
   add("attn_norm.weight", {D}, C::kVector);
   add("attn_sinks.weight", {H}, C::kVector);
-  add("attn_q_a.weight", {D, h.q_lora_rank}, C::kMatrix);
+  add("attn_q_a.weight", {D, h.q_lora_rank}, C::kProjection);
   add("attn_q_a_norm.weight", {h.q_lora_rank}, C::kVector);
-  add("attn_q_b.weight", {h.q_lora_rank, H * Dh}, C::kMatrix);
-  add("attn_kv.weight", {D, Dh}, C::kMatrix);
+  add("attn_q_b.weight", {h.q_lora_rank, H * Dh}, C::kProjection);
+  add("attn_kv.weight", {D, Dh}, C::kProjection);
   add("attn_kv_a_norm.weight", {Dh}, C::kVector);
-  add("attn_output_a.weight", {H * Dh / h.o_groups, h.o_groups * h.o_lora_rank}, C::kMatrix);
-  add("attn_output_b.weight", {h.o_groups * h.o_lora_rank, D}, C::kMatrix);
+  add("attn_output_a.weight", {H * Dh / h.o_groups, h.o_groups * h.o_lora_rank}, C::kProjection);
+  add("attn_output_b.weight", {h.o_groups * h.o_lora_rank, D}, C::kProjection);
   for (const char* w : {"hc_attn", "hc_ffn"}) {
     add(std::string(w) + "_fn.weight", {hc_dim, hc_mix}, C::kMatrix);
     add(std::string(w) + "_base.weight", {hc_mix}, C::kVector);
@@ -60,7 +61,7 @@ void add_block(std::vector<TensorSpec>& t, const HParams& h, const std::string& 
   if (ratio == 4) {
     const int64_t ihd = h.indexer_head_dim;
     add("indexer.proj.weight", {D, h.n_indexer_head}, C::kMatrix);
-    add("indexer.attn_q_b.weight", {h.q_lora_rank, h.n_indexer_head * ihd}, C::kMatrix);
+    add("indexer.attn_q_b.weight", {h.q_lora_rank, h.n_indexer_head * ihd}, C::kProjection);
     add("indexer_compressor_kv.weight", {D, 2 * ihd}, C::kMatrix);
     add("indexer_compressor_gate.weight", {D, 2 * ihd}, C::kMatrix);
     add("indexer_compressor_ape.weight", {2 * ihd, 4}, C::kMatrix);
@@ -79,9 +80,9 @@ void add_block(std::vector<TensorSpec>& t, const HParams& h, const std::string& 
   add("ffn_down_exps.weight", {h.n_ff_exp, D, h.n_expert}, C::kExperts);
   const int64_t ff_sh = h.n_ff_exp * h.n_expert_shared;
   if (ff_sh > 0) {
-    add("ffn_gate_shexp.weight", {D, ff_sh}, C::kMatrix);
-    add("ffn_up_shexp.weight", {D, ff_sh}, C::kMatrix);
-    add("ffn_down_shexp.weight", {ff_sh, D}, C::kMatrix);
+    add("ffn_gate_shexp.weight", {D, ff_sh}, C::kProjection);
+    add("ffn_up_shexp.weight", {D, ff_sh}, C::kProjection);
+    add("ffn_down_shexp.weight", {ff_sh, D}, C::kProjection);
   }
 }
 
@@ -104,7 +105,7 @@ std::vector<TensorSpec> expected_tensors(const HParams& h) {
     const std::string p = "blk." + std::to_string(il) + ".";
     add_block(t, h, p, h.ratio(il), il < h.n_hash_layers);
     if (il >= h.n_layer) {  // upstream MTP block: e/h projections concatenated into eh_proj
-      add(p + "nextn.eh_proj.weight", {2 * D, D}, C::kMatrix);
+      add(p + "nextn.eh_proj.weight", {2 * D, D}, C::kProjection);
       add(p + "nextn.enorm.weight", {D}, C::kVector);
       add(p + "nextn.hnorm.weight", {D}, C::kVector);
       add(p + "nextn.embed_tokens.weight", {D, V}, C::kMatrix, false);
@@ -130,8 +131,8 @@ std::vector<TensorSpec> expected_ds4_mtp_tensors(const HParams& h) {
   auto add = [&](const char* name, std::vector<int64_t> ne, TensorClass cls) {
     t.push_back({p + name, std::move(ne), cls, true});
   };
-  add("e_proj.weight", {D, D}, C::kMatrix);
-  add("h_proj.weight", {D, D}, C::kMatrix);
+  add("e_proj.weight", {D, D}, C::kProjection);
+  add("h_proj.weight", {D, D}, C::kProjection);
   add("enorm.weight", {D}, C::kVector);
   add("hnorm.weight", {D}, C::kVector);
   add("norm.weight", {D}, C::kVector);

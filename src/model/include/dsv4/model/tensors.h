@@ -18,7 +18,9 @@ namespace dsv4 {
 // What a tensor holds, for type rules.
 enum class TensorClass {
   kVector,   // norms, biases, sinks, HC base/scale: f32/f16/bf16 only
-  kMatrix,   // weights consumed by a matmul: any float or quantized type
+  kMatrix,      // weights consumed by a matmul: any float or quantized type
+  kProjection,  // kMatrix stored as FP8 in the official checkpoint (attention q/kv/output,
+                // shared experts, indexer q, MTP projections): Q8_0 in upstream's files
   kExperts,  // stacked routed experts [.., .., n_expert]: any float or quantized type
   kIndex,    // tid2eid: i32
 };
