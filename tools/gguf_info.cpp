@@ -12,6 +12,7 @@
 #include "dsv4/format/gguf_model.h"
 #include "dsv4/model/hparams.h"
 #include "dsv4/model/tensors.h"
+#include "dsv4/model/vocab_meta.h"
 
 namespace {
 
@@ -169,6 +170,13 @@ int main(int argc, char** argv) {
     }
     std::vector<std::string> problems;
     auto st = dsv4::validate_tensors(*model, *hp, &problems);
+    // A standalone MTP file (ds4's mtp.0.*) carries no vocabulary of its own.
+    if (model->find("tokenizer.ggml.tokens") != nullptr || model->find_tensor("token_embd.weight") != nullptr) {
+      if (auto v = dsv4::validate_vocab_metadata(*model, hp->n_vocab); !v) {
+        problems.push_back(v.message());
+        if (st) st = v;
+      }
+    }
     for (const auto& p : problems) fmt::print(stderr, "{}: {}\n", path, p);
     if (!st) {
       fmt::print(stderr, "{}: invalid: {} problems\n", path, problems.size());

@@ -11,6 +11,7 @@
 #include "dsv4/format/gguf_writer.h"
 #include "dsv4/model/hparams.h"
 #include "dsv4/model/tensors.h"
+#include "dsv4/model/vocab_meta.h"
 
 namespace dsv4 {
 namespace {
@@ -215,6 +216,61 @@ TEST(HParams, G10TensorTableTrapsNameTheTensor) {
     const std::string err = check(mutate(f, set_u32("deepseek4.expert_count", static_cast<uint32_t>(h->n_expert + 1))));
     EXPECT_NE(err.find("shape"), std::string::npos) << err;
     EXPECT_NE(err.find("more problems"), std::string::npos) << err;
+  }
+}
+
+// G11: tokenizer metadata that does not fit the model is rejected, naming the key.
+TEST(HParams, G11TokenizerMetadataTraps) {
+  GgufFile f = open_tiny();
+  auto check_vocab = [](const std::vector<uint8_t>& bytes) -> std::string {
+    auto pf = GgufFile::parse(bytes);
+    if (!pf) return "parse: " + pf.status().message();
+    auto m = GgufModel::from_file(std::move(pf).value());
+    auto h = hparams_from_gguf(*m);
+    if (!h) return h.status().message();
+    auto st = validate_vocab_metadata(*m, h->n_vocab);
+    return st ? "" : st.message();
+  };
+  EXPECT_EQ(check_vocab(mutate(f, Mutation{})), "");
+  auto tokens = *f.find("tokenizer.ggml.tokens")->as_string_array();
+  auto merges = *f.find("tokenizer.ggml.merges")->as_string_array();
+  auto edit_strings = [](const std::string& key, std::vector<std::string> v) {
+    Mutation m;
+    m.kv = [key, v](std::string_view k, GgufWriter& w) {
+      if (k != key) return false;
+      w.add_array_string(key, v);
+      return true;
+    };
+    return m;
+  };
+  struct Case {
+    Mutation m;
+    std::string want;
+  };
+  std::vector<std::string> short_tokens(tokens.begin(), tokens.end() - 1);
+  std::vector<std::string> bad_merges(merges.begin(), merges.end());
+  bad_merges.push_back("zz_not_a_token qq_nor_this");
+  std::vector<std::string> bad_utf8(tokens.begin(), tokens.end());
+  bad_utf8[5] = "\xff";
+  bad_utf8[5][0] = static_cast<char>(0xff);
+  bad_utf8[5].resize(1);
+  Mutation pre;
+  pre.kv = [](std::string_view k, GgufWriter& w) {
+    if (k != "tokenizer.ggml.pre") return false;
+    w.add_string(k, "llama-bpe");
+    return true;
+  };
+  const std::vector<Case> cases = {
+      {edit_strings("tokenizer.ggml.tokens", short_tokens), "tokenizer.ggml.tokens has"},
+      {edit_strings("tokenizer.ggml.merges", bad_merges), "names a token the vocabulary lacks"},
+      {edit_strings("tokenizer.ggml.tokens", bad_utf8), "entry 5 is empty or not valid UTF-8"},
+      {set_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(tokens.size())), "tokenizer.ggml.bos_token_id"},
+      {drop_key("tokenizer.ggml.merges"), "tokenizer.ggml.merges"},
+      {pre, "does not fall back"},
+  };
+  for (const auto& c : cases) {
+    const std::string err = check_vocab(mutate(f, c.m));
+    EXPECT_NE(err.find(c.want), std::string::npos) << "want '" << c.want << "' in: " << err;
   }
 }
 
