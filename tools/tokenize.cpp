@@ -2,6 +2,7 @@
 //
 //   dsv4-tokenize -t tokenizer.json -p "Hello 世界"          # plain user text
 //   echo -n '<｜User｜>hi<｜Assistant｜>' | dsv4-tokenize -t tokenizer.json --rendered
+//   dsv4-tokenize -m model.gguf -p "text"                 # vocabulary from GGUF tokenizer.ggml.*
 //
 // Prints the ids, one line per token (id, the token's stored string, its decoded bytes), and the
 // count. --ids-only prints just the ids on one line. Plain mode never matches added tokens (user
@@ -14,6 +15,7 @@
 #include <iterator>
 #include <string>
 
+#include "dsv4/format/gguf.h"
 #include "dsv4/tokenizer/tokenizer.h"
 
 namespace {
@@ -45,9 +47,12 @@ std::string show(const std::string& s) {
 
 int main(int argc, char** argv) {
   CLI::App app{"dsv4-tokenize: DeepSeek-V4 tokenizer (ids, pieces, count)"};
-  std::string tokenizer_path, prompt;
+  std::string tokenizer_path, gguf_path, prompt;
   bool rendered = false, ids_only = false;
-  app.add_option("-t,--tokenizer", tokenizer_path, "tokenizer.json (HF tokenizers format)")->required();
+  auto* t_opt = app.add_option("-t,--tokenizer", tokenizer_path, "tokenizer.json (HF tokenizers format)");
+  auto* m_opt = app.add_option("-m,--model", gguf_path, "GGUF file whose tokenizer.ggml.* metadata to use");
+  t_opt->excludes(m_opt);
+  m_opt->excludes(t_opt);
   auto* p_opt = app.add_option("-p,--prompt", prompt, "text to tokenize (default: read stdin)");
   app.add_flag("--rendered", rendered,
                "match added tokens (<｜User｜>, </think>, ...) longest-first, as for a rendered prompt; "
@@ -58,7 +63,18 @@ int main(int argc, char** argv) {
   if (p_opt->count() == 0) {
     prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
-  auto tok = dsv4::Tokenizer::from_file(tokenizer_path);
+  if (tokenizer_path.empty() && gguf_path.empty()) {
+    fmt::print(stderr, "dsv4-tokenize: give -t tokenizer.json or -m model.gguf\n");
+    return 1;
+  }
+  auto tok = [&]() -> dsv4::Result<dsv4::Tokenizer> {
+    if (!tokenizer_path.empty()) return dsv4::Tokenizer::from_file(tokenizer_path);
+    dsv4::GgufParseOptions opts;
+    opts.require_data = false;
+    auto g = dsv4::GgufFile::open(gguf_path, opts);
+    if (!g) return g.status();
+    return dsv4::Tokenizer::from_gguf(*g, gguf_path);
+  }();
   if (!tok) {
     fmt::print(stderr, "dsv4-tokenize: {}\n", tok.status().to_string());
     return 1;

@@ -252,8 +252,6 @@ TEST(HParams, G11TokenizerMetadataTraps) {
   bad_merges.push_back("zz_not_a_token qq_nor_this");
   std::vector<std::string> bad_utf8(tokens.begin(), tokens.end());
   bad_utf8[5] = "\xff";
-  bad_utf8[5][0] = static_cast<char>(0xff);
-  bad_utf8[5].resize(1);
   Mutation pre;
   pre.kv = [](std::string_view k, GgufWriter& w) {
     if (k != "tokenizer.ggml.pre") return false;
