@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(build-essential cmake ninja-build pkg-config git
   libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libfmt-dev
-  libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev python3-venv python3-pip)
+  libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev zlib1g-dev python3-venv python3-pip)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

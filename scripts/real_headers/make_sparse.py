@@ -6,7 +6,7 @@ and for each flavour writes the real metadata and the full tensor table, then le
 section as a hole (f.truncate): the apparent size is the real model size, the disk usage is only
 the header. No tensor data is ever written.
 
-Per flavour it also writes tests/fixtures/real-headers/<flavour>.json: every key with its value,
+Per flavour it also writes tests/fixtures/real-headers/<flavour>.json.gz (gzip of JSON): every key with its value,
 GGUF type and source level (verbatim / reported / code / inferred), the keys known to be missing,
 the tensor table (name, ggml type, shape, shard, offset), type counts and size checks against the
 published numbers.
@@ -16,6 +16,7 @@ Standard library only. See scripts/real_headers/README.md.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import re
@@ -1115,7 +1116,10 @@ def emit(fl, out_dir: Path, spec_dir: Path, dry=False):
         pv[(fam, fl["prov"][name])] += 1
     spec["tensor_type_provenance"] = [{"family": fam, "why": why, "count": c} for (fam, why), c in sorted(pv.items())]
     spec_dir.mkdir(parents=True, exist_ok=True)
-    (spec_dir / f"{fl['name']}.json").write_text(dump_spec(spec), encoding="utf-8")
+    # gzip (fixture size budget); mtime 0 and no name in the header, so the bytes are reproducible
+    with open(spec_dir / f"{fl['name']}.json.gz", "wb") as f, \
+            gzip.GzipFile(filename="", mode="wb", compresslevel=9, fileobj=f, mtime=0) as gz:
+        gz.write(dump_spec(spec).encode("utf-8"))
     return spec
 
 

@@ -1,11 +1,13 @@
 // Tokenizer parity and detokenizer tests.
 //
-// Oracle: tests/fixtures/tokenizer/corpus.jsonl, written by scripts/fixtures/make_tokenizer_corpus.py
+// Oracle: tests/fixtures/tokenizer/corpus.jsonl.gz, written by scripts/fixtures/make_tokenizer_corpus.py
 // from HF `tokenizers` (Tokenizer.from_file) on the real DeepSeek-V4 tokenizer.json: "plain" with
 // added_tokens emptied (user content), "rendered" with the unmodified file.
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <atomic>
+#include <sstream>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -25,7 +27,7 @@ namespace {
 
 const char* kRealPath = DSV4_REAL_TOKENIZER;
 const std::string kToyPath = std::string(DSV4_FIXTURES_DIR) + "/tokenizer.json";
-const std::string kCorpusPath = std::string(DSV4_FIXTURES_DIR) + "/tokenizer/corpus.jsonl";
+const std::string kCorpusPath = std::string(DSV4_FIXTURES_DIR) + "/tokenizer/corpus.jsonl.gz";
 
 std::string escaped(const std::string& s) {
   std::string out;
@@ -59,7 +61,14 @@ struct CorpusEntry {
 
 std::vector<CorpusEntry> load_corpus() {
   std::vector<CorpusEntry> out;
-  std::ifstream in(kCorpusPath);
+  // gzip-compressed JSON lines (fixture size budget), read through zlib
+  gzFile gz = gzopen(kCorpusPath.c_str(), "rb");
+  if (gz == nullptr) return out;
+  std::string text;
+  char buf[1 << 16];
+  for (int n; (n = gzread(gz, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  gzclose(gz);
+  std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
     if (line.empty()) continue;
