@@ -161,10 +161,38 @@ def readme(root: pathlib.Path) -> str:
              "NMSE far below 1e-8 in simoff) and, where the indexer meets a near-tie or an FP8/FP4 rounding boundary, in a selected "
              "row or a rounded value; `*/indexer_scores.L*.npy` lets a test see such near-ties. Same machine, same "
              "venv: identical bytes (checked by running the generator twice; see SHA256SUMS).\n")
-    L.append("## Official code vs transformers\n")
-    L.append("Filled by the official-code helper: see [agreement-official.md](agreement-official.md).\n")
+    L.append("## Official code and nano-deepseek-v4 vs transformers\n")
+    L.append("Full tables, method and the explanation of every disagreement: "
+             "[agreement-official.md](agreement-official.md) (`scripts/reference/official/`). Its summary:\n")
+    L += _section(root / "agreement-official.md", "### Summary")
+    L.append("In short: the official code agrees with the transformers reference to float32 noise when both "
+             "simulate the same steps and break indexer ties the same way (`official_stable`). As published it "
+             "breaks exact indexer ties with `torch.topk`, whose choice depends on the tensor width, and so "
+             "disagrees with itself between prefill and decode. The remaining differences are FP8 rounding flips "
+             "at midpoints (a ~1e-7 difference landing on a boundary) and, for `simact`, their amplification. "
+             "The initial official revision lacks the shared-expert clamp and the real FP8 rounding. "
+             "nano-deepseek-v4 0.2.0 does not follow the official model: its hyper-connection mixing uses other "
+             "formulas with the comb matrix transposed, its compressed layers use the wrong RoPE base and no YaRN, "
+             "it has no quantization simulation and its MTP takes one stream instead of four; with its HC mixing "
+             "replaced by the official formulas layer 0 matches to 8e-14 (`nano/diagnose_nano.py`).\n")
     L.append("## llama.cpp peer agreement\n")
-    L.append("Filled by the llama.cpp peer helper: see [agreement-peer.md](agreement-peer.md).\n")
+    L.append("Full tables (by position range; one batch, chunked, token by token; against the reference with and "
+             "without simulation) and the explanation of every disagreement: [agreement-peer.md](agreement-peer.md) "
+             "(`scripts/peer/agreement.py`). First position where the peer's one-batch logits leave the "
+             "reference by NMSE > 1e-8, per config:\n")
+    L.append("| config | first position with NMSE > 1e-8, per reference mode |\n|---|---|")
+    cfg = None
+    for ln in _lines(root / "agreement-peer.md"):
+        if ln.startswith("## "):
+            cfg = ln[3:].strip()
+        elif ln.startswith("First position where peer batch") and cfg:
+            L.append(f"| `{cfg}` | {ln.split(':', 1)[1].strip()} |")
+    L.append("")
+    L.append("Before the first such position the peer matches the sim-off reference to ~1e-12; each first "
+             "divergence is an exact tie in the lightning indexer's top-k (scores of exactly 0), which upstream "
+             "breaks differently (unstable partial sort); against `simon` the peer differs from position 0 because "
+             "it does not simulate the FP8/FP4 KV and indexer rounding; in `tiny-quant` its CPU kernels round "
+             "activations to BF16/8 bits for BF16/MXFP4 weights.\n")
     L.append("## Layout of a config directory\n")
     L.append("| path | content |\n|---|---|")
     rows = [
@@ -190,6 +218,24 @@ def readme(root: pathlib.Path) -> str:
         L.append(f"| `{p}` | {c} |")
     L.append("")
     return "\n".join(L)
+
+
+def _lines(path):
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else ["(missing: " + path.name + ")"]
+
+
+def _section(path, heading):
+    """The lines of the markdown section starting at `heading`, up to the next heading of any level."""
+    lines, out, inside = _lines(path), [], False
+    for ln in lines:
+        if ln.startswith("#"):
+            if inside:
+                break
+            inside = ln.strip().startswith(heading)
+            continue
+        if inside:
+            out.append(ln)
+    return out + [""]
 
 
 def main(argv=None):
