@@ -59,61 +59,49 @@ std::string shape_text(const dsv4::GgufTensorInfo& t) {
   return s + "}";
 }
 
-const char* layer_kind(int64_t ratio) {
-  switch (ratio) {
-    case 0: return "SWA";
-    case 4: return "CSA";
-    case 128: return "HCA";
-    default: return "?";
-  }
-}
-
-// A short DeepSeek-V4 summary from deepseek4.* keys. Reads only metadata; shapes are validated
-// by the model loader, not here.
-void print_summary(const GgufFile& f) {
-  auto arch = f.get_string("general.architecture");
-  if (!arch) {
-    fmt::print("model: no general.architecture key\n");
+// A DeepSeek-V4 summary from the validated hyperparameters of the whole (possibly split) model.
+void print_summary(const std::string& path, dsv4::GgufParseOptions opts) {
+  auto model = dsv4::GgufModel::open(path, opts);
+  if (!model) {
+    fmt::print("model: {}\n", model.status().to_string());
     return;
   }
-  fmt::print("architecture: {}\n", *arch);
-  if (*arch != "deepseek4") return;
-  auto u = [&](const char* key) -> std::string {
-    auto v = f.get_u64(std::string("deepseek4.") + key);
-    return v ? std::to_string(*v) : std::string("?");
-  };
-  fmt::print("  n_layer {}  n_embd {}  n_vocab {}  n_ctx_train {}\n", u("block_count"),
-             u("embedding_length"), u("vocab_size"), u("context_length"));
-  fmt::print("  attention: n_head {}  head_dim {} (rope {})  q_lora_rank {}  o_groups {} x {}  "
-             "window {}\n",
-             u("attention.head_count"), u("attention.key_length"), u("rope.dimension_count"),
-             u("attention.q_lora_rank"), u("attention.output_group_count"),
-             u("attention.output_lora_rank"), u("attention.sliding_window"));
-  fmt::print("  indexer: n_head {}  head_dim {}  top_k {}\n", u("attention.indexer.head_count"),
-             u("attention.indexer.key_length"), u("attention.indexer.top_k"));
-  fmt::print("  moe: n_expert {}  n_expert_used {}  n_expert_shared {}  n_ff_exp {}  hash layers {}\n",
-             u("expert_count"), u("expert_used_count"), u("expert_shared_count"),
-             u("expert_feed_forward_length"), u("hash_layer_count"));
-  if (const GgufValue* r = f.find("deepseek4.attention.compress_ratios")) {
-    if (auto ratios = r->as_i64_array()) {
-      std::string sched;
-      for (size_t i = 0; i < ratios->size(); ++i) {
-        sched += (i ? " " : "") + std::string(layer_kind((*ratios)[i]));
-      }
-      fmt::print("  layers: {}\n", sched);
-    }
+  auto arch = model->meta().get_string("general.architecture");
+  fmt::print("architecture: {}\n", arch ? std::string(*arch) : std::string("(none)"));
+  if (!arch || *arch != "deepseek4") return;
+  auto hr = dsv4::hparams_from_gguf(*model);
+  if (!hr) {
+    fmt::print("  not a valid deepseek4 model: {}\n", hr.status().to_string());
+    return;
   }
+  const dsv4::HParams& h = *hr;
+  fmt::print("  n_layer {} (+{} MTP)  n_embd {}  n_vocab {}  n_ctx_train {}\n", h.n_layer, h.n_nextn,
+             h.n_embd, h.n_vocab, h.n_ctx_train);
+  fmt::print("  attention: n_head {}  head_dim {} (rope {})  q_lora_rank {}  o_groups {} x {}  window {}\n",
+             h.n_head, h.head_dim, h.n_rot, h.q_lora_rank, h.o_groups, h.o_lora_rank, h.n_swa);
+  fmt::print("  indexer: n_head {}  head_dim {}  top_k {}\n", h.n_indexer_head, h.indexer_head_dim,
+             h.indexer_top_k);
+  fmt::print("  moe: n_expert {}  n_expert_used {}  n_expert_shared {}  n_ff_exp {}  hash layers {}\n",
+             h.n_expert, h.n_expert_used, h.n_expert_shared, h.n_ff_exp, h.n_hash_layers);
+  std::string sched;
+  for (int64_t il = 0; il < h.n_layer_all; ++il) {
+    sched += (il ? " " : "") + std::string(dsv4::layer_kind_name(h.ratio(il)));
+  }
+  const size_t extra = h.compress_ratios.size() - static_cast<size_t>(h.n_layer_all);
+  fmt::print("  layers: {}{}\n", sched,
+             extra ? fmt::format("  (+{} compress_ratios entries for blocks not in this file: MTP/draft)", extra)
+                   : std::string());
   std::map<std::string, std::pair<int64_t, uint64_t>> by_type;  // elements, bytes
   int64_t params = 0;
-  for (const auto& t : f.tensors()) {
-    auto& e = by_type[std::string(t.type->name)];
-    e.first += t.n_elements();
-    e.second += t.n_bytes;
-    params += t.n_elements();
+  for (const dsv4::GgufTensorInfo* t : model->tensors()) {
+    auto& e = by_type[std::string(t->type->name)];
+    e.first += t->n_elements();
+    e.second += t->n_bytes;
+    params += t->n_elements();
   }
-  fmt::print("  tensors: {}  parameters: {}\n", f.tensors().size(), params);
+  fmt::print("  shards: {}  tensors: {}  parameters: {}\n", model->n_shards(), model->tensors().size(), params);
   for (const auto& [name, e] : by_type) {
-    fmt::print("    {:8} {:>14} elements {:>14} bytes\n", name, e.first, e.second);
+    fmt::print("    {:13} {:>14} elements {:>16} bytes\n", name, e.first, e.second);
   }
 }
 
@@ -228,6 +216,6 @@ int main(int argc, char** argv) {
                  t.n_bytes);
     }
   }
-  print_summary(f);
+  print_summary(path, opts);
   return 0;
 }

@@ -81,8 +81,11 @@ def test_summary_names_the_layer_schedule(bin_dir, fixtures_dir):
     cfg = json.loads((fixtures_dir / "tiny" / "config.json").read_text())
     out = run_info(bin_dir, fixtures_dir / "tiny" / "model.gguf").stdout
     kinds = {0: "SWA", 4: "CSA", 128: "HCA"}
-    assert "layers: " + " ".join(kinds[r] for r in cfg["compress_ratios"]) in out
+    n = cfg["num_hidden_layers"]
+    assert "layers: " + " ".join(kinds[r] for r in cfg["compress_ratios"][:n]) + " " in out
+    assert f"+{len(cfg['compress_ratios']) - n} compress_ratios entries" in out
     assert f"n_embd {cfg['hidden_size']}" in out
+    assert f"n_vocab {cfg['vocab_size']}" in out
 
 
 def test_invalid_file_is_a_clear_error(bin_dir, tmp_path, fixtures_dir):
