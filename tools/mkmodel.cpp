@@ -23,6 +23,7 @@
 #include "dsv4/model/hparams.h"
 #include "dsv4/model/tensors.h"
 #include "dsv4/quant/blocks.h"
+#include "dsv4/quant/quant.h"
 
 namespace {
 
@@ -31,8 +32,8 @@ using dsv4::Status;
 using dsv4::TensorClass;
 using dsv4::TensorSpec;
 
-constexpr uint32_t kF32 = 0, kF16 = 1, kQ8_0 = 8, kQ2_K = 10, kIQ2_XXS = 16, kI32 = 26,
-                   kBF16 = 30, kMXFP4 = 39;
+constexpr uint32_t kF32 = 0, kF16 = 1, kQ8_0 = 8, kQ2_K = 10, kQ6_K = 14, kIQ2_XXS = 16,
+                   kIQ2_XS = 17, kIQ3_XXS = 18, kI32 = 26, kBF16 = 30, kMXFP4 = 39, kF8B128 = 42;
 
 HParams preset(const std::string& name) {
   HParams h;
@@ -106,8 +107,8 @@ void value_law(const TensorSpec& s, float& mean, float& sigma) {
   }
 }
 
-// Type of a tensor in a quant mix.
-uint32_t type_for(const std::string& mix, const TensorSpec& s) {
+// Type of a tensor in a quant mix (n_last_layer: index of the last trunk layer).
+uint32_t type_for(const std::string& mix, const TensorSpec& s, int64_t n_last_layer) {
   if (s.cls == TensorClass::kIndex) return kI32;
   if (s.cls == TensorClass::kVector || mix == "f32") return kF32;
   const std::string& n = s.name;
@@ -126,12 +127,32 @@ uint32_t type_for(const std::string& mix, const TensorSpec& s) {
     if (projection || n == "output.weight") return kQ8_0;
     return kF16;
   }
+  if (mix == "unsloth-ud") {  // unsloth UD-IQ3_XXS-like (real-headers/unsloth-UD-IQ3_XXS-0731.txt):
+    // IQ3_XXS / IQ2_XS experts varying by layer, MXFP4 down in the last layer, Q6_K embeddings,
+    // output and shared experts, Q8_0 attention projections, BF16 router, F32 HC/ape/small
+    const bool odd = n.rfind("blk.", 0) == 0 && (std::stoi(n.substr(4)) % 2) == 1;
+    const bool last_down = n.find("ffn_down_exps") != std::string::npos && n.find("blk.") == 0 &&
+                           std::stoi(n.substr(4)) == n_last_layer;
+    if (experts) return last_down ? kMXFP4 : (odd && n.find("ffn_down") == std::string::npos ? kIQ2_XS : kIQ3_XXS);
+    if (n == "token_embd.weight" || n == "output.weight" || n.find("shexp") != std::string::npos) return kQ6_K;
+    if (projection) return kQ8_0;
+    if (n.find("hc_") != std::string::npos || n.find("_ape.") != std::string::npos || n.find("indexer.proj") != std::string::npos) return kF32;
+    return kBF16;
+  }
+  if (mix == "nsparks") {  // nsparks FP4-FP8-native: MXFP4 experts, FP8 projections kept as
+    // F8_E4M3_B128 (type 42, file type 41; not loadable by upstream llama.cpp), BF16 rest
+    if (experts) return kMXFP4;
+    if (projection && s.ne[0] % 128 == 0) return kF8B128;
+    if (n.find("hc_") != std::string::npos || n.find("_ape.") != std::string::npos) return kF32;
+    return kBF16;
+  }
   return kF32;
 }
 
 // Bytes of a tensor of `type`, or 0 if ne[0] is not a multiple of the type's block size.
 uint64_t tensor_bytes(uint32_t type, const std::vector<int64_t>& ne) {
-  const dsv4::GgmlTypeTraits* t = dsv4::ggml_type_traits(type);
+  const dsv4::GgmlTypeTraits* t =
+      type == kF8B128 ? &dsv4::ggml_type_f8_e4m3_b128() : dsv4::ggml_type_traits(type);
   const auto row = t != nullptr ? dsv4::ggml_row_bytes(*t, ne[0]) : std::nullopt;
   if (!row) return 0;
   uint64_t rows = 1;
@@ -146,6 +167,34 @@ void put_f16(uint8_t* p, float v) {
 
 // The block structs (dsv4/quant/blocks.h) are byte arrays and u16s: any 2-byte-aligned buffer
 // holds them. write_streaming's buffers come from std::vector, which is aligned far beyond that.
+
+// Random blocks of a K- or IQ-quant: every code, sign and sub-scale pattern is a valid block, so
+// random bytes with finite super-block scales (d, and dmin where the type has one) are valid data.
+// The scales are calibrated with the reference dequantizer so that the values' RMS is `sigma`.
+template <class B>
+void random_blocks(std::span<uint8_t> out, std::mt19937_64& rng, float sigma, dsv4::quant::QType type) {
+  auto* blk = reinterpret_cast<B*>(out.data());
+  const size_t nb = out.size() / sizeof(B);
+  auto set_scale = [&](size_t b, float d) {
+    blk[b].d = dsv4::f32_to_fp16(d);
+    if constexpr (requires { blk[b].dmin; }) blk[b].dmin = dsv4::f32_to_fp16(d);
+  };
+  for (size_t b = 0; b < nb; ++b) {
+    auto* bytes = reinterpret_cast<uint8_t*>(&blk[b]);
+    for (size_t i = 0; i < sizeof(B); ++i) bytes[i] = static_cast<uint8_t>(rng());
+    set_scale(b, 1.f);
+  }
+  const size_t probe = std::min<size_t>(nb, 16);
+  const int64_t per = dsv4::quant::qtype_info(type)->block_size;
+  std::vector<float> v(probe * static_cast<size_t>(per));
+  double ss = 0;
+  if (probe > 0 && dsv4::quant::dequantize_row(type, blk, v.data(), static_cast<int64_t>(v.size()))) {
+    for (float x : v) ss += static_cast<double>(x) * x;
+  }
+  const double rms = probe > 0 ? std::sqrt(ss / static_cast<double>(v.size())) : 0;
+  const float d = rms > 0 ? static_cast<float>(sigma / rms) : sigma;
+  for (size_t b = 0; b < nb; ++b) set_scale(b, d);
+}
 // Fills `out` with values (or blocks) following (mean, sigma). tid2eid rows hold distinct experts.
 void fill_random(const TensorSpec& s, uint32_t type, uint64_t seed, int64_t n_expert,
                  std::span<uint8_t> out) {
@@ -202,21 +251,19 @@ void fill_random(const TensorSpec& s, uint32_t type, uint64_t seed, int64_t n_ex
       }
       return;
     }
-    case kQ2_K: {  // any codes and sub-scales are valid; finite super-scales
-      auto* blk = reinterpret_cast<dsv4::quant::BlockQ2_K*>(p);
+    case kQ2_K: random_blocks<dsv4::quant::BlockQ2_K>(out, rng, sigma, dsv4::quant::QType::kQ2_K); return;
+    case kQ6_K: random_blocks<dsv4::quant::BlockQ6_K>(out, rng, sigma, dsv4::quant::QType::kQ6_K); return;
+    case kIQ2_XXS: random_blocks<dsv4::quant::BlockIQ2_XXS>(out, rng, sigma, dsv4::quant::QType::kIQ2_XXS); return;
+    case kIQ2_XS: random_blocks<dsv4::quant::BlockIQ2_XS>(out, rng, sigma, dsv4::quant::QType::kIQ2_XS); return;
+    case kIQ3_XXS: random_blocks<dsv4::quant::BlockIQ3_XXS>(out, rng, sigma, dsv4::quant::QType::kIQ3_XXS); return;
+    case kF8B128: {  // {e8m0 scale; 128 e4m3 codes}: random non-NaN codes (|x| ≤ 448), scale ≈ sigma/100
+      auto* blk = reinterpret_cast<dsv4::quant::BlockF8E4M3B128*>(p);
+      const int e = 127 + static_cast<int>(std::lround(std::log2(sigma / 100.f)));
       for (size_t b = 0; b < n / sizeof *blk; ++b) {
-        for (auto& sc : blk[b].scales) sc = static_cast<uint8_t>(rng());
-        for (auto& q : blk[b].qs) q = static_cast<uint8_t>(rng());
-        blk[b].d = dsv4::f32_to_fp16(sigma / 8.f);
-        blk[b].dmin = dsv4::f32_to_fp16(sigma / 8.f);
-      }
-      return;
-    }
-    case kIQ2_XXS: {  // grid indices, signs and 4-bit scales: any bits are valid
-      auto* blk = reinterpret_cast<dsv4::quant::BlockIQ2_XXS*>(p);
-      for (size_t b = 0; b < n / sizeof *blk; ++b) {
-        blk[b].d = dsv4::f32_to_fp16(sigma / 8.f);
-        for (auto& q : blk[b].qs) q = static_cast<uint16_t>(rng());
+        blk[b].e = static_cast<uint8_t>(std::clamp(e, 1, 254));
+        for (auto& q : blk[b].qs) {
+          do q = static_cast<uint8_t>(rng()); while ((q & 0x7f) == 0x7f);
+        }
       }
       return;
     }
@@ -234,7 +281,9 @@ int main(int argc, char** argv) {
   app.add_option("--tokenizer", tokenizer, "tokenizer.json whose vocabulary the model gets")->required();
   app.add_option("--preset", preset_name, "tiny | small | flash-2l | flash")->capture_default_str();
   app.add_option("--mix", mix, "f32 | f16 | bf16 | upstream (MXFP4 experts, Q8_0 dense) | ds4-q2 "
-                               "(IQ2_XXS gate/up, Q2_K down, Q8_0 dense, F16 small)")
+                               "(IQ2_XXS gate/up, Q2_K down, Q8_0 dense, F16 small) | unsloth-ud "
+                               "(IQ3_XXS/IQ2_XS experts, MXFP4 last down, Q6_K/Q8_0 dense) | nsparks "
+                               "(MXFP4 experts, F8_E4M3_B128 projections)")
       ->capture_default_str();
   app.add_option("--seed", seed, "random seed")->capture_default_str();
   app.add_option("--ratios", ratios_s, "layer schedule, e.g. 0,0,4,128 (overrides the preset's)");
@@ -286,13 +335,14 @@ int main(int argc, char** argv) {
   dsv4::write_hparams(w, h);
   w.add_string("general.name", "dsv4-mkmodel " + preset_name + " " + mix + " (random weights)");
   w.add_u64("dsv4.mkmodel.seed", seed);
+  if (mix == "nsparks") w.add_u32("general.file_type", 41);  // with 129-byte blocks: proves type 42
 
   std::vector<TensorSpec> specs;
   std::vector<uint32_t> types;
   uint64_t total = 0;
   for (const TensorSpec& s : dsv4::expected_tensors(h)) {
     if (!s.required) continue;
-    const uint32_t t = type_for(mix, s);
+    const uint32_t t = type_for(mix, s, h.n_layer - 1);
     const uint64_t bytes = tensor_bytes(t, s.ne);
     if (bytes == 0) {
       fmt::print(stderr, "error: {} (ne[0] = {}) cannot be stored as {} in mix '{}': not a multiple "

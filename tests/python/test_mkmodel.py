@@ -16,13 +16,18 @@ MIXES = {
                  "token_embd.weight": "BF16", "blk.0.hc_attn_fn.weight": "F32"},
     "ds4-q2": {"blk.0.ffn_gate_exps.weight": "IQ2_XXS", "blk.0.ffn_down_exps.weight": "Q2_K",
                "blk.0.attn_q_a.weight": "Q8_0", "token_embd.weight": "F16"},
+    "unsloth-ud": {"blk.0.ffn_gate_exps.weight": "IQ3_XXS", "blk.1.ffn_gate_exps.weight": "IQ2_XS",
+                   "blk.3.ffn_down_exps.weight": "MXFP4", "token_embd.weight": "Q6_K",
+                   "blk.0.ffn_down_shexp.weight": "Q6_K", "blk.0.attn_q_a.weight": "Q8_0",
+                   "blk.0.ffn_gate_inp.weight": "BF16"},
 }
+WIDE = {"ds4-q2", "unsloth-ud", "nsparks"}  # 256-element blocks need 256-wide rows
 
 
 def mkmodel(bin_dir, out, tokenizer, mix, seed=7):
     args = [str(bin_dir / "dsv4-mkmodel"), "-o", str(out), "--tokenizer", str(tokenizer),
             "--preset", "tiny", "--mix", mix, "--seed", str(seed)]
-    if mix == "ds4-q2":  # 256-element blocks need 256-wide rows
+    if mix in WIDE:
         args += ["--n-embd", "256", "--n-ff-exp", "256"]
     subprocess.run(args, check=True, capture_output=True, timeout=300)
 
@@ -57,6 +62,21 @@ def test_mkmodel_mix(bin_dir, fixtures_dir, tmp_path, mix):
     assert all(len(set(row)) == len(row) for row in rows)
     n_expert = int(r.fields["deepseek4.expert_count"].parts[-1][0])
     assert rows.min() >= 0 and rows.max() < n_expert
+
+
+def test_mkmodel_nsparks_mix(bin_dir, fixtures_dir, tmp_path):
+    """F8_E4M3_B128 projections (type 42) with file type 41: our reader resolves id 42 from the file
+    (the gguf package cannot read it); dequantized values have the requested scale."""
+    out = tmp_path / "n.gguf"
+    mkmodel(bin_dir, out, fixtures_dir / "tokenizer.json", "nsparks")
+    p = subprocess.run([str(bin_dir / "dsv4-gguf-info"), "--validate", str(out)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    j = json.loads(subprocess.run([str(bin_dir / "dsv4-gguf-info"), "--json", str(out)], capture_output=True,
+                                  text=True, check=True).stdout)
+    types = {t["name"]: t["type"] for t in j["tensors"]}
+    assert j["metadata"]["general.file_type"] == 41
+    assert types["blk.0.attn_q_a.weight"] == "f8_e4m3_b128"
+    assert types["blk.0.ffn_gate_exps.weight"] == "mxfp4"
 
 
 def test_mkmodel_rejects_impossible_mix(bin_dir, fixtures_dir, tmp_path):
