@@ -12,6 +12,7 @@
 #include "dsv4/format/gguf_model.h"
 #include "dsv4/model/hparams.h"
 #include "dsv4/model/tensors.h"
+#include "dsv4/model/verify_weights.h"
 #include "dsv4/model/vocab_meta.h"
 
 namespace {
@@ -110,13 +111,17 @@ void print_summary(const std::string& path, dsv4::GgufParseOptions opts) {
 int main(int argc, char** argv) {
   CLI::App app{"dsv4-gguf-info: print a GGUF file's metadata, tensor table and model summary"};
   std::string path;
-  bool json = false, types = false, header_only = false, no_tensors = false, validate = false;
+  bool json = false, types = false, header_only = false, no_tensors = false, validate = false,
+       verify = false;
   app.add_option("file", path, "GGUF file");
   app.add_flag("--json", json, "machine-readable output");
   app.add_flag("--types", types, "print the known ggml type table as JSON and exit");
   app.add_flag("--header-only", header_only,
                "do not require the data section (sparse or header-only files)");
   app.add_flag("--no-tensors", no_tensors, "omit the tensor table");
+  app.add_flag("--verify-weights", verify,
+               "with --validate: also dequantize every tensor and reject NaN/Inf values (reads the "
+               "whole file)");
   app.add_flag("--validate", validate,
                "check the deepseek4 hyperparameters and every tensor's name, shape and type "
                "(reads no tensor data with --header-only); exit 1 on any problem");
@@ -158,6 +163,7 @@ int main(int argc, char** argv) {
     }
     std::vector<std::string> problems;
     auto st = dsv4::validate_tensors(*model, *hp, &problems);
+    if (st && verify) st = dsv4::verify_weights(*model, &problems);
     // A standalone MTP file (ds4's mtp.0.*) carries no vocabulary of its own.
     if (model->find("tokenizer.ggml.tokens") != nullptr || model->find_tensor("token_embd.weight") != nullptr) {
       if (auto v = dsv4::validate_vocab_metadata(*model, hp->n_vocab); !v) {

@@ -98,3 +98,21 @@ def test_invalid_file_is_a_clear_error(bin_dir, tmp_path, fixtures_dir):
     assert str(bad) in p.stderr
     # header-only mode accepts the same bytes (the data section is not required)
     assert run_info(bin_dir, "--header-only", "--no-tensors", bad, check=False).returncode == 0
+
+
+def test_verify_weights_finds_nan(bin_dir, fixtures_dir, tmp_path):
+    """reliability.md G16: --verify-weights dequantizes every tensor and names the one holding a
+    NaN (injected into one routed expert of the tiny fixture); without the flag the file validates."""
+    src = fixtures_dir / "tiny" / "model.gguf"
+    j = json.loads(run_info(bin_dir, "--json", src).stdout)
+    t = next(t for t in j["tensors"] if t["name"] == "blk.2.ffn_up_exps.weight")
+    b = bytearray(src.read_bytes())
+    at = j["data_offset"] + t["offset"] + 4 * 1000  # element 1000 (f32)
+    b[at:at + 4] = np.array([np.nan], dtype="<f4").tobytes()
+    bad = tmp_path / "nan.gguf"
+    bad.write_bytes(bytes(b))
+    assert run_info(bin_dir, "--validate", bad).returncode == 0
+    p = run_info(bin_dir, "--validate", "--verify-weights", bad, check=False)
+    assert p.returncode == 1
+    assert "blk.2.ffn_up_exps.weight: non-finite value nan at element 1000" in p.stderr, p.stderr
+    assert run_info(bin_dir, "--validate", "--verify-weights", src).returncode == 0
