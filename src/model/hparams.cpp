@@ -19,15 +19,20 @@ class Reader {
  public:
   explicit Reader(const GgufModel& f) : f_(f) {}
 
+  // The value of `key`, or nullptr when an earlier error stands or the key is absent (an error if
+  // `required`).
+  const GgufValue* lookup(const std::string& key, bool required) {
+    if (!st_.is_ok()) return nullptr;
+    const GgufValue* v = f_.find(key);
+    if (v == nullptr && required) st_ = Status(ErrorCode::kNotFound, "missing metadata key '" + key + "'");
+    return v;
+  }
+
   // Positive integer in [lo, hi]; missing → error if required, else keeps `out`.
   void count(const char* k, int64_t& out, int64_t lo, int64_t hi, bool required = true) {
-    if (!st_.is_ok()) return;
     const std::string key = key_of(k);
-    const GgufValue* v = f_.find(key);
-    if (v == nullptr) {
-      if (required) st_ = Status(ErrorCode::kNotFound, "missing metadata key '" + key + "'");
-      return;
-    }
+    const GgufValue* v = lookup(key, required);
+    if (v == nullptr) return;
     auto u = v->as_u64();
     if (!u) {
       st_ = bad(key, "must be an integer, got " + v->type_string());
@@ -43,13 +48,9 @@ class Reader {
 
   // Finite float in (lo, hi]; missing → error if required.
   void real(const char* k, float& out, double lo, double hi, bool required = true) {
-    if (!st_.is_ok()) return;
     const std::string key = key_of(k);
-    const GgufValue* v = f_.find(key);
-    if (v == nullptr) {
-      if (required) st_ = Status(ErrorCode::kNotFound, "missing metadata key '" + key + "'");
-      return;
-    }
+    const GgufValue* v = lookup(key, required);
+    if (v == nullptr) return;
     auto d = v->as_f64();
     if (!d) {
       st_ = bad(key, "must be a float, got " + v->type_string());
@@ -64,9 +65,8 @@ class Reader {
   }
 
   void boolean(const char* k, bool& out) {
-    if (!st_.is_ok()) return;
     const std::string key = key_of(k);
-    const GgufValue* v = f_.find(key);
+    const GgufValue* v = lookup(key, /*required=*/false);
     if (v == nullptr) return;
     auto b = v->as_bool();
     if (!b) {
@@ -78,13 +78,9 @@ class Reader {
 
   // A float given either as a scalar or as an array (one per layer), expanded to n entries.
   void per_layer(const char* k, std::vector<float>& out, size_t n, bool required) {
-    if (!st_.is_ok()) return;
     const std::string key = key_of(k);
-    const GgufValue* v = f_.find(key);
-    if (v == nullptr) {
-      if (required) st_ = Status(ErrorCode::kNotFound, "missing metadata key '" + key + "'");
-      return;
-    }
+    const GgufValue* v = lookup(key, required);
+    if (v == nullptr) return;
     std::vector<double> vals;
     if (auto a = v->as_f64_array()) {
       vals = *a;
