@@ -8,4 +8,4 @@ ARCHS=${ARCHS:-"80;89;90a;120"}
 cmake --preset cuda -B build/cuda-all -DCMAKE_CUDA_ARCHITECTURES="$ARCHS" >/dev/null
 cmake --build build/cuda-all -j"$(nproc)" --target dsv4_cuda cuda_dequant_test
 ls -la build/cuda-all/src/backend/cuda/libdsv4_cuda.so
-cuobjdump --list-elf build/cuda-all/src/backend/cuda/libdsv4_cuda.so | sed 's/^/  /'
+grep -o "arch=compute_[0-9a]*,code=[a-z_0-9]*" build/cuda-all/compile_commands.json | sort -u | sed "s/^/  /"
