@@ -3,6 +3,11 @@
 //   dsv4-tokenize -t tokenizer.json -p "Hello 世界"          # plain user text
 //   echo -n '<｜User｜>hi<｜Assistant｜>' | dsv4-tokenize -t tokenizer.json --rendered
 //   dsv4-tokenize -m model.gguf -p "text"                 # vocabulary from GGUF tokenizer.ggml.*
+//   dsv4-tokenize --render chat.json [-m model.gguf] [--revision 0731]
+//       # renders a chat (a messages array, or {"messages": [...], "reasoning_effort": "high",
+//       # "thinking": true}) with the official DeepSeek-V4 prompt format; prints the prompt, or
+//       # with -t/-m its ids in rendered mode. The format revision defaults from the model file
+//       # (name or embedded template containing "0731") and is logged on stderr.
 //
 // Prints the ids, one line per token (id, the token's stored string, its decoded bytes), and the
 // count. --ids-only prints just the ids on one line. Plain mode never matches added tokens (user
@@ -15,6 +20,9 @@
 #include <iterator>
 #include <string>
 
+#include <fstream>
+
+#include "dsv4/chat/chat.h"
 #include "dsv4/format/gguf.h"
 #include "dsv4/tokenizer/tokenizer.h"
 
@@ -58,9 +66,69 @@ int main(int argc, char** argv) {
                "match added tokens (<｜User｜>, </think>, ...) longest-first, as for a rendered prompt; "
                "default treats the text as plain user content");
   app.add_flag("--ids-only", ids_only, "print only the ids, space-separated, on one line");
+  std::string render_path, revision_s;
+  auto* r_opt = app.add_option("--render", render_path,
+                               "chat JSON file ('-' = stdin) to render with the DeepSeek-V4 prompt format");
+  r_opt->excludes(p_opt);
+  app.add_option("--revision", revision_s, "prompt-format revision: preview | 0731 (default: from the model file)")
+      ->check(CLI::IsMember({"preview", "0731"}));
   CLI11_PARSE(app, argc, argv);
 
-  if (p_opt->count() == 0) {
+  if (!render_path.empty()) {
+    std::string text;
+    if (render_path == "-") {
+      text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    } else {
+      std::ifstream in(render_path, std::ios::binary);
+      if (!in) {
+        fmt::print(stderr, "dsv4-tokenize: cannot open '{}'\n", render_path);
+        return 1;
+      }
+      text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    dsv4::chat::Json j = dsv4::chat::Json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !(j.is_array() || (j.is_object() && j.contains("messages")))) {
+      fmt::print(stderr, "dsv4-tokenize: {}: not a messages array or an object with \"messages\"\n", render_path);
+      return 1;
+    }
+    // Revision: the flag, else the model file (GGUF general.name / embedded template, or the path).
+    std::string source = !gguf_path.empty() ? gguf_path : tokenizer_path;
+    if (!gguf_path.empty()) {
+      dsv4::GgufParseOptions o;
+      o.require_data = false;
+      if (auto g = dsv4::GgufFile::open(gguf_path, o)) {
+        for (const char* k : {"general.name", "tokenizer.chat_template"}) {
+          if (auto s = g->get_string(k)) source += std::string(" ") + std::string(*s);
+        }
+      }
+    }
+    dsv4::chat::RenderOptions ro;
+    ro.revision = revision_s.empty() ? dsv4::chat::detect_revision(source)
+                                     : (revision_s == "0731" ? dsv4::chat::Revision::r0731 : dsv4::chat::Revision::preview);
+    fmt::print(stderr, "chat format revision: {} ({})\n", dsv4::chat::revision_name(ro.revision),
+               revision_s.empty() ? "from the model file" : "--revision");
+    const dsv4::chat::Json messages = j.is_array() ? j : j["messages"];
+    std::string effort = j.is_object() ? j.value("reasoning_effort", std::string()) : std::string();
+    auto choice = dsv4::chat::resolve_effort(ro.revision, effort);
+    if (!choice) {
+      fmt::print(stderr, "dsv4-tokenize: {}\n", choice.status().to_string());
+      return 1;
+    }
+    ro.thinking = j.is_object() && j.contains("thinking") && j["thinking"].is_boolean() ? j["thinking"].get<bool>()
+                                                                                       : choice->thinking;
+    ro.reasoning_effort = ro.thinking ? choice->encoder_effort : std::string();
+    auto out = dsv4::chat::render(messages, ro);
+    if (!out) {
+      fmt::print(stderr, "dsv4-tokenize: {}\n", out.status().to_string());
+      return 1;
+    }
+    if (tokenizer_path.empty() && gguf_path.empty()) {
+      fmt::print("{}", *out);
+      return 0;
+    }
+    prompt = *out;
+    rendered = true;
+  } else if (p_opt->count() == 0) {
     prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
   if (tokenizer_path.empty() && gguf_path.empty()) {
