@@ -76,6 +76,32 @@ CALC = {"type": "function", "function": {
                                                                         "vars": {"type": "object"},
                                                                         "list": {"type": "array"}}}}}
 NOPARAMS = {"type": "function", "function": {"name": "now", "description": "Current time"}}
+# Nested objects, arrays of objects, enums, nullable unions, $defs-style refs, non-ASCII descriptions.
+BOOKING = {"type": "function", "function": {
+    "name": "book_trip", "description": "予約する — réserver un voyage ✈️ (Бронирование)",
+    "parameters": {"type": "object", "properties": {
+        "travellers": {"type": "array", "minItems": 1, "items": {"type": "object", "properties": {
+            "name": {"type": "string", "description": "氏名（全角可）"},
+            "age": {"type": ["integer", "null"]},
+            "class": {"type": "string", "enum": ["economy", "premium", "business", "一等"]}},
+            "required": ["name"]}},
+        "route": {"type": "object", "properties": {
+            "from": {"$ref": "#/$defs/airport"}, "to": {"$ref": "#/$defs/airport"},
+            "via": {"anyOf": [{"$ref": "#/$defs/airport"}, {"type": "null"}], "default": None}}},
+        "dates": {"type": "array", "items": {"type": "string", "format": "date"}, "maxItems": 2},
+        "flex_days": {"type": "integer", "enum": [0, 1, 3, 7]},
+        "notes": {"type": ["string", "null"], "description": "備考 / 비고 / ملاحظات"}},
+        "required": ["travellers", "route"],
+        "$defs": {"airport": {"type": "string", "pattern": "^[A-Z]{3}$", "examples": ["HND", "CDG"]}}}}}
+TRANSLATE = {"type": "function", "function": {
+    "name": "translate", "description": "翻訳 · 번역 · ترجمة · अनुवाद",
+    "parameters": {"type": "object", "properties": {
+        "text": {"type": "string"},
+        "target": {"type": "string", "enum": ["ja", "zh-Hans", "ko", "ar", "hi"]},
+        "formality": {"type": ["string", "null"], "enum": ["formal", "informal", None]},
+        "glossary": {"type": "array", "items": {"type": "array", "items": {"type": "string"},
+                                                "minItems": 2, "maxItems": 2}}},
+        "required": ["text", "target"]}, "strict": True}}
 
 
 def tc(id_, name, args, as_string=True):
@@ -214,11 +240,137 @@ def conversations():
     C.append(("system_then_assistant", [SYS, a("prefilled", reasoning="pre")]))
     C.append(("user_image_blocks", [SYS, u([{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "u"}},
                                             {"type": "text", "text": "what is it?"}])]))
+    # ---- added: longer / combined conversations (ids prefixed "x_")
+    C.append(("x_trip_long_tools", [
+        dict(SYS, tools=[BOOKING, WEATHER, SEARCH]),
+        u("来週、東京から パリ へ 2 人で行きたい。天気も見て。"),
+        a("", reasoning="Need weather for both cities and a flight search.", tool_calls=[
+            tc("c_3", "get_weather", {"city": "Paris", "days": 5}),
+            tc("c_1", "get_weather", {"city": "東京", "days": 5}),
+            tc("c_2", "search", {"query": "HND→CDG 直行便", "top_k": 3})]),
+        tool("c_2", "JL045 10:25, AF275 22:55"), tool("c_3", "Paris: 12°C, rain"), tool("c_1", "東京: 18℃ 晴れ"),
+        a("パリは雨、東京は晴れです。便は JL045 か AF275。", reasoning="Summarise three results."),
+        u("JL045 で予約して。私は 34 歳、妻は年齢非公開。ビジネスで。"),
+        a("", reasoning="Book with nullable age.", tool_calls=[
+            tc("b_9", "book_trip", {"travellers": [{"name": "山田 太郎", "age": 34, "class": "business"},
+                                                   {"name": "山田 花子", "age": None, "class": "business"}],
+                                    "route": {"from": "HND", "to": "CDG", "via": None},
+                                    "dates": ["2026-08-03"], "flex_days": 0, "notes": None})]),
+        tool("b_9", '{"pnr": "X7Q2ZP", "status": "confirmed"}'),
+        a("予約しました（PNR X7Q2ZP）。", reasoning="Confirmed."),
+        u("ありがとう！🙏")]))
+    C.append(("x_four_results_shuffled", [
+        dict(SYS, tools=[TRANSLATE]),
+        u("Translate 'good morning' into ja, ko, ar and hi."),
+        a("I'll run four translations.", reasoning="four parallel calls", tool_calls=[
+            tc("t-a", "translate", {"text": "good morning", "target": "ja", "formality": "formal"}),
+            tc("t-b", "translate", {"text": "good morning", "target": "ko", "formality": None}),
+            tc("t-c", "translate", {"text": "good morning", "target": "ar"}),
+            tc("t-d", "translate", {"text": "good morning", "target": "hi", "glossary": [["good", "शुभ"], ["morning", "प्रभात"]]})]),
+        tool("t-d", "सुप्रभात"), tool("t-b", "좋은 아침"), tool("t-a", "おはようございます"), tool("t-c", "صباح الخير")]))
+    C.append(("x_results_then_more_calls", [
+        dict(SYS, tools=[SEARCH, CALC]),
+        u("Search the population of 上海 and 北京 then add them."),
+        a("", reasoning="search both", tool_calls=[tc("s2", "search", {"query": "北京 人口"}),
+                                                   tc("s1", "search", {"query": "上海 人口"})]),
+        tool("s1", "24,870,895"), tool("s2", "21,893,095"),
+        a("", reasoning="now add", tool_calls=[tc("m1", "calc", {"expr": "24870895 + 21893095"})]),
+        tool("m1", "46763990"),
+        a("合計は 46,763,990 人です。", reasoning="done")]))
+    C.append(("x_reasoning_across_turns_no_tools", [
+        SYS, u("Is 91 prime?"), a("No, 91 = 7 × 13.", reasoning="91/7 = 13."),
+        u("Is 97 prime?"), a("Yes.", reasoning="Check 2,3,5,7: none divide 97."),
+        u("What about 1 001?"), a("No: 7 × 11 × 13.", reasoning="1001 = 7·143 = 7·11·13."),
+        u("Sum of those three factors?")]))
+    C.append(("x_dev_sys_reminder_all", [
+        {"role": "system", "content": "You are Kōan, a terse assistant. 回答は簡潔に。"},
+        {"role": "developer", "content": "Always cite sources as [n].", "tools": [SEARCH]},
+        u("Who wrote 『源氏物語』?"),
+        {"role": "latest_reminder", "content": "Current date: 2026-07-31 (金). Locale: ja-JP."},
+        a("紫式部 [1].", reasoning="Known fact."),
+        {"role": "developer", "content": "From now on answer in English."},
+        u("And when?"),
+        {"role": "latest_reminder", "content": "Current date: 2026-07-31. Locale: en-US."}]))
+    C.append(("x_system_dev_reminder_rf", [
+        {"role": "system", "content": "JSON only.", "response_format": {"type": "json_schema", "json_schema": {
+            "name": "city_facts", "strict": True, "schema": {"type": "object", "properties": {
+                "city": {"type": "string", "description": "都市名"},
+                "population": {"type": ["integer", "null"]},
+                "landmarks": {"type": "array", "items": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "kind": {"type": "string", "enum": ["temple", "tower", "park"]}},
+                    "required": ["name", "kind"], "additionalProperties": False}}},
+                "required": ["city", "landmarks"], "additionalProperties": False}}}},
+        {"role": "developer", "content": "Prefer official names."},
+        {"role": "latest_reminder", "content": "Be accurate."},
+        u("京都について")]))
+    C.append(("x_rf_json_schema_multiturn", [
+        dict(SYS, response_format={"type": "json_schema", "json_schema": {"name": "sentiment", "schema": {
+            "type": "object", "properties": {"label": {"type": "string", "enum": ["pos", "neg", "neu"]},
+                                             "score": {"type": "number", "minimum": 0, "maximum": 1}},
+            "required": ["label"]}}}),
+        u("I love this 😍"), a('{"label": "pos", "score": 0.97}', reasoning="emoji is positive"),
+        u("最悪だった…"), a('{"label": "neg", "score": 0.91}', reasoning="最悪 = worst"),
+        u("It is what it is.")]))
+    C.append(("x_cjk_emoji_mix", [
+        {"role": "system", "content": "你是一个乐于助人的助手。🤖"},
+        u("请用三种语言说“谢谢”：中文、日本語、한국어。还有 emoji 👨‍👩‍👧‍👦 🏳️‍🌈 🇯🇵 1️⃣ ✍🏽"),
+        a("谢谢 / ありがとう / 감사합니다 🙏", reasoning="简单的翻译任务。\n注意：全角标点，。！？"),
+        u("ＡＢＣ１２３　全角スペース　と　半角 ｶﾀｶﾅ、𠮷野家、𩸽"),
+        a("", reasoning="空回答")]))
+    C.append(("x_empty_contents", [
+        {"role": "system", "content": ""}, u(""), a("", reasoning=""), u(""),
+        a("", reasoning="", tool_calls=None), u(" ")]))
+    C.append(("x_empty_tool_result", [
+        dict(SYS, tools=[NOPARAMS, WEATHER]), u("time and weather?"),
+        a("", tool_calls=[tc("e2", "get_weather", {"city": ""}), tc("e1", "now", {})]),
+        tool("e1", ""), tool("e2", "{}"), u("")]))
+    C.append(("x_tools_in_developer_and_system", [
+        dict(SYS, tools=[WEATHER]),
+        {"role": "developer", "content": "Use translate for non-English output.", "tools": [TRANSLATE]},
+        u("Weather in Seoul, answer in Korean."),
+        a("", reasoning="weather first", tool_calls=[tc("w", "get_weather", {"city": "Seoul"})]),
+        tool("w", "Seoul: 25C, humid"),
+        a("", reasoning="then translate", tool_calls=[tc("tr", "translate", {"text": "Seoul: 25C, humid", "target": "ko"})]),
+        tool("tr", "서울: 25도, 습함"),
+        a("서울은 25도이고 습합니다.", reasoning="final")]))
+    C.append(("x_effort_sweep_simple", [SYS, u("Prove that √2 is irrational.")]))
+    C.append(("x_effort_sweep_tools", [dict(SYS, tools=[BOOKING]), u("Book 1 adult HND→SFO on 2026-09-01, economy."),
+                                       a("", reasoning="straightforward", tool_calls=[
+                                           tc("bk", "book_trip", {"travellers": [{"name": "A. Lee", "class": "economy"}],
+                                                                  "route": {"from": "HND", "to": "SFO"},
+                                                                  "dates": ["2026-09-01"]})]),
+                                       tool("bk", "ok")]))
+    C.append(("x_effort_sweep_multiturn", [SYS, u("Pick a number 1–10."), a("7", reasoning="random-ish"),
+                                           u("Why 7?"), {"role": "latest_reminder", "content": "Answer in one line."}]))
+    C.append(("x_task_with_tools_and_reasoning", [
+        dict(SYS, tools=[SEARCH]), u("find recent papers on MoE", task="query"), a("mixture of experts 2026"),
+        u("now summarise"), a("", reasoning="search", tool_calls=[tc("q1", "search", {"query": "MoE 2026 survey"})]),
+        tool("q1", "3 results"), a("Three surveys found.", reasoning="summarised")]))
+    C.append(("x_arabic_hindi_rtl", [
+        {"role": "system", "content": "أنت مساعد مفيد."},
+        u("ما هي عاصمة الهند؟ और हिंदी में भी बताइए। Việt Nam: thủ đô là gì?"),
+        a("نيودلهي — नई दिल्ली. Thủ đô Việt Nam là Hà Nội.", reasoning="क्रमशः उत्तर"),
+        u("Спасибо! \u200f\u200e\u202e mixed bidi marks \u202c")]))
+    C.append(("x_reminder_between_tool_rounds", [
+        dict(SYS, tools=[WEATHER]), u("weather in Oslo"),
+        a("", reasoning="call", tool_calls=[tc("o1", "get_weather", {"city": "Oslo"})]),
+        tool("o1", "Oslo: −3°C ❄"),
+        {"role": "latest_reminder", "content": "Use Celsius and Fahrenheit."},
+        a("−3 °C (27 °F) in Oslo.", reasoning="convert"), u("and Bergen?"),
+        {"role": "latest_reminder", "content": "Use Celsius and Fahrenheit."}]))
     return C
 
 
 # Option sets (thinking, drop_thinking, effort-by-revision). Effort None means "not given".
-def option_sets(rev, idx):
+EFFORT_SWEEP = ("x_effort_sweep_simple", "x_effort_sweep_tools", "x_effort_sweep_multiturn", "x_trip_long_tools",
+                "x_dev_sys_reminder_all")
+
+
+def option_sets(rev, idx, cid=None):
+    if cid in EFFORT_SWEEP:  # thinking mode with every effort level the revision accepts, kept and dropped
+        efforts = (None, "high", "max") if rev == "preview" else (None, "low", "high", "max")
+        return ([(True, True, e) for e in efforts] + [(True, False, e) for e in efforts]
+                + [(False, True, None), (False, True, "max")])
     base = [(True, True, None), (False, True, None)]
     extra = []
     if idx % 3 == 0:
@@ -292,7 +444,7 @@ def main():
     skipped = []
     for rev, enc in encs.items():
         for idx, (cid, msgs) in enumerate(conversations()):
-            for thinking, drop, effort in option_sets(rev, idx):
+            for thinking, drop, effort in option_sets(rev, idx, cid):
                 try:
                     rendered = enc.encode_messages(json.loads(json.dumps(msgs)), "thinking" if thinking else "chat",
                                                    drop_thinking=drop, reasoning_effort=effort)
