@@ -42,13 +42,18 @@ void deq_q2_0(const uint8_t* p, float* y) {
   }
 }
 
+// 32 values of a 4-bit table type: element j from the low nibble of qs[j], element j+16 from its
+// high nibble (MXFP4, IQ4_NL).
+void deq_nibble_table(const uint8_t* qs, const int8_t* table, float d, float* y) {
+  for (int j = 0; j < 16; ++j) {
+    y[j] = d * static_cast<float>(table[qs[j] & 0xF]);
+    y[j + 16] = d * static_cast<float>(table[qs[j] >> 4]);
+  }
+}
+
 void deq_mxfp4(const uint8_t* p, float* y) {
   const auto b = load<BlockMXFP4>(p);
-  const float d = e8m0_to_f32_half(b.e);
-  for (int j = 0; j < 16; ++j) {
-    y[j] = d * static_cast<float>(kKvaluesMxfp4[b.qs[j] & 0xF]);
-    y[j + 16] = d * static_cast<float>(kKvaluesMxfp4[b.qs[j] >> 4]);
-  }
+  deq_nibble_table(b.qs, kKvaluesMxfp4, e8m0_to_f32_half(b.e), y);
 }
 
 void deq_f8_b128(const uint8_t* p, float* y) {
@@ -59,11 +64,7 @@ void deq_f8_b128(const uint8_t* p, float* y) {
 
 void deq_iq4_nl(const uint8_t* p, float* y) {
   const auto b = load<BlockIQ4_NL>(p);
-  const float d = fp16_to_f32(b.d);
-  for (int j = 0; j < 16; ++j) {
-    y[j] = d * static_cast<float>(kKvaluesIq4nl[b.qs[j] & 0xF]);
-    y[j + 16] = d * static_cast<float>(kKvaluesIq4nl[b.qs[j] >> 4]);
-  }
+  deq_nibble_table(b.qs, kKvaluesIq4nl, fp16_to_f32(b.d), y);
 }
 
 // Q2_K: 16 groups of 16; group g reads qs[32*(g/8) + 16*(g%2) + l] >> 2*((g%8)/2).
