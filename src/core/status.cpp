@@ -11,6 +11,7 @@ const char* error_code_name(ErrorCode c) {
     case ErrorCode::kNotFound: return "not_found";
     case ErrorCode::kIo: return "io_error";
     case ErrorCode::kOutOfMemory: return "out_of_memory";
+    case ErrorCode::kUnavailable: return "unavailable";
   }
   return "unknown";
 }

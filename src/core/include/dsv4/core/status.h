@@ -21,6 +21,7 @@ enum class ErrorCode {
   kNotFound,         // a named key/tensor/file is missing
   kIo,               // the OS refused (open, mmap, read)
   kOutOfMemory,
+  kUnavailable,      // busy: a queue is full or the service is shutting down (HTTP 503)
 };
 
 const char* error_code_name(ErrorCode c);

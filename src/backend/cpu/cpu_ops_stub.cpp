@@ -1,0 +1,1 @@
+// placeholder until the CPU backend lands (removed by it)

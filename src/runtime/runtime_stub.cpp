@@ -1,0 +1,1 @@
+// placeholder until the runtime lands (removed by it)
