@@ -131,14 +131,9 @@ std::vector<uint8_t> GgufWriter::bytes() const {
   return out;
 }
 
-Status GgufWriter::write_streaming(const std::string& path, const Fill& fill) const {
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), &std::fclose);
-  if (!f) return Status(ErrorCode::kIo, "cannot create '" + path + "'");
-  auto put_file = [&](const void* p, size_t n) {
-    return std::fwrite(p, 1, n, f.get()) == n;
-  };
+Status GgufWriter::stream(const Put& put, const Fill& fill, const std::string& what) const {
   const std::vector<uint8_t> h = header();
-  if (!put_file(h.data(), h.size())) return Status(ErrorCode::kIo, "short write to '" + path + "'");
+  if (!put(h.data(), h.size())) return Status(ErrorCode::kIo, "short write to '" + what + "'");
   std::vector<uint8_t> buf;
   const std::vector<uint8_t> zeros(alignment_, 0);
   for (size_t i = 0; i < tensors_.size(); ++i) {
@@ -150,12 +145,32 @@ Status GgufWriter::write_streaming(const std::string& path, const Fill& fill) co
       bytes = buf;
     }
     const size_t pad = (alignment_ - t.n_bytes % alignment_) % alignment_;
-    if (!put_file(bytes.data(), bytes.size()) || !put_file(zeros.data(), pad)) {
-      return Status(ErrorCode::kIo, "short write to '" + path + "' (disk full?)");
+    if (!put(bytes.data(), bytes.size()) || !put(zeros.data(), pad)) {
+      return Status(ErrorCode::kIo, "short write to '" + what + "' (disk full?)");
     }
   }
+  return Status::ok();
+}
+
+Status GgufWriter::write_streaming(const std::string& path, const Fill& fill) const {
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), &std::fclose);
+  if (!f) return Status(ErrorCode::kIo, "cannot create '" + path + "'");
+  DSV4_RETURN_IF_ERROR(stream([&](const void* p, size_t n) { return std::fwrite(p, 1, n, f.get()) == n; },
+                              fill, path));
   if (std::fflush(f.get()) != 0) return Status(ErrorCode::kIo, "cannot flush '" + path + "'");
   return Status::ok();
+}
+
+Result<std::vector<uint8_t>> GgufWriter::bytes_streaming(const Fill& fill) const {
+  std::vector<uint8_t> out;
+  DSV4_RETURN_IF_ERROR(stream(
+      [&](const void* p, size_t n) {
+        const auto* b = static_cast<const uint8_t*>(p);
+        out.insert(out.end(), b, b + n);
+        return true;
+      },
+      fill, "memory"));
+  return out;
 }
 
 Status GgufWriter::write(const std::string& path) const {

@@ -365,11 +365,23 @@ Status fill(const Plan& p, std::span<uint8_t> out) {
 
 }  // namespace
 
-Status convert_hf_to_gguf(const std::string& dir, const std::string& out, const ConvertOptions& opt) {
+namespace {
+
+// Everything a conversion writes, planned: the writer (metadata + tensor infos), what fills each
+// tensor, and the open checkpoint the fills read.
+struct Conversion {
+  GgufWriter w;
+  std::vector<Plan> plans;
+  Checkpoint ck;
+};
+
+Status plan_conversion(const std::string& dir, const ConvertOptions& opt, Conversion& cv) {
+  Checkpoint& ck = cv.ck;
+  std::vector<Plan>& plans = cv.plans;
+  GgufWriter& w = cv.w;
   auto hr = hparams_from_hf_config((fs::path(dir) / "config.json").string());
   if (!hr) return hr.status();
   HParams h = std::move(hr).value();
-  Checkpoint ck;
   DSV4_RETURN_IF_ERROR(open_checkpoint(dir, ck));
 
   // Group the checkpoint's tensors under their GGUF names.
@@ -378,7 +390,6 @@ Status convert_hf_to_gguf(const std::string& dir, const std::string& out, const 
     const std::string u = upstream_name(name);
     if (!u.empty()) groups[u].push_back(t);
   }
-  std::vector<Plan> plans;
   for (const TensorSpec& spec : expected_tensors(h)) {
     auto it = groups.find(spec.name);
     if (it == groups.end()) {
@@ -440,7 +451,6 @@ Status convert_hf_to_gguf(const std::string& dir, const std::string& out, const 
     plans.push_back(std::move(p));
   }
 
-  GgufWriter w;
   write_hparams(w, h);
   w.add_string("general.name", fs::path(dir).filename().string());
   w.add_u32("general.file_type", opt.keep_fp8 ? 41u : 38u);  // 38 = MOSTLY_MXFP4_MOE
@@ -466,7 +476,21 @@ Status convert_hf_to_gguf(const std::string& dir, const std::string& out, const 
     }
     w.add_tensor_info(p.spec.name, p.type, p.spec.ne, *row * rows);
   }
-  return w.write_streaming(out, [&](size_t i, std::span<uint8_t> buf) { return fill(plans[i], buf); });
+  return Status::ok();
+}
+
+}  // namespace
+
+Status convert_hf_to_gguf(const std::string& dir, const std::string& out, const ConvertOptions& opt) {
+  auto cv = std::make_unique<Conversion>();
+  DSV4_RETURN_IF_ERROR(plan_conversion(dir, opt, *cv));
+  return cv->w.write_streaming(out, [&](size_t i, std::span<uint8_t> buf) { return fill(cv->plans[i], buf); });
+}
+
+Result<std::vector<uint8_t>> convert_hf_to_gguf_bytes(const std::string& dir, const ConvertOptions& opt) {
+  auto cv = std::make_unique<Conversion>();
+  DSV4_RETURN_IF_ERROR(plan_conversion(dir, opt, *cv));
+  return cv->w.bytes_streaming([&](size_t i, std::span<uint8_t> buf) { return fill(cv->plans[i], buf); });
 }
 
 }  // namespace dsv4

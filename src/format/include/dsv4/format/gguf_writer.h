@@ -54,11 +54,15 @@ class GgufWriter {
   // fill(i, out): write tensor i's bytes (i counts every added tensor) into `out`.
   using Fill = std::function<Status(size_t i, std::span<uint8_t> out)>;
   Status write_streaming(const std::string& path, const Fill& fill) const;
+  // The same file as write_streaming produces, in memory.
+  Result<std::vector<uint8_t>> bytes_streaming(const Fill& fill) const;
 
   std::vector<uint8_t> bytes() const;  // only for tensors added with their data
   Status write(const std::string& path) const;
 
  private:
+  using Put = std::function<bool(const void* p, size_t n)>;
+  Status stream(const Put& put, const Fill& fill, const std::string& what) const;
   void key(std::string_view k, GgufType t);
   void scalar(std::string_view k, GgufType t, const void* v, size_t n);
   void array_header(std::string_view k, GgufType elem, uint64_t count);

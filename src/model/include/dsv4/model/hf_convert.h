@@ -46,4 +46,10 @@ struct ConvertOptions {
 // *.safetensors) to the GGUF `out`. Errors name the file and tensor at fault.
 Status convert_hf_to_gguf(const std::string& dir, const std::string& out, const ConvertOptions& opt);
 
+// The same conversion into memory (the bytes of the GGUF file convert_hf_to_gguf would write).
+// With keep_fp8 this is how an official safetensors directory is loaded directly (Model::load):
+// FP8 weights stay FP8 (F8_E4M3_B128 blocks, the 128×128 E8M0 scale copied to each row's
+// blocks), FP4 experts stay FP4 (MXFP4 blocks), BF16/F32 as stored; all lossless.
+Result<std::vector<uint8_t>> convert_hf_to_gguf_bytes(const std::string& dir, const ConvertOptions& opt);
+
 }  // namespace dsv4

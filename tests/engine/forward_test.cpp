@@ -1,0 +1,526 @@
+// The forward pass (dsv4::model::Forward) on the `ref` and `cpu` backends against the
+// transformers reference fixtures (issue 5, acceptance "Model vs the reference fixtures",
+// "Consistency", "Long context", "Greedy continuations").
+//
+// Bound: logits NMSE ≤ 1e-6 per position. An independent float64 reference and upstream
+// llama.cpp agree to ~1e-14 on these files, and real bugs show as 1e-8 … 1e-3 (issue 5), so the
+// bound has room for our float32 activations (measured ~1e-12) and still catches bugs.
+// With the quantisation simulation on (§9.2 FP8 KV, §9.3 Hadamard + FP4 indexer: our default),
+// an FP8/FP4 rounding or a near-tied indexer selection can flip on a last-bit difference; the
+// bound must then hold at ≥ 99% of positions and every other position is traced to such a flip
+// (recorded rounded rows and selections of the fixture).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dsv4/backend/cpu/cpu_ops.h"
+#include "dsv4/backend/ref/ref_ops.h"
+#include "dsv4/model/forward.h"
+#include "dsv4/model/model.h"
+#include "fixture_util.h"
+
+namespace {
+
+using dsv4::NpyArray;
+using dsv4::model::Forward;
+using dsv4::model::Model;
+using dsv4::model::SeqInput;
+using dsv4::model::SequenceState;
+using dsv4::model::StateOptions;
+using namespace dsv4::test;
+
+constexpr double kMaxNmse = 1e-6;
+
+std::unique_ptr<Model> load_model(const std::string& cfg) {
+  auto m = Model::load(fx(cfg, "model.gguf"));
+  if (!m) {
+    ADD_FAILURE() << cfg << ": " << m.status().to_string();
+    return nullptr;
+  }
+  return std::move(*m);
+}
+
+std::unique_ptr<dsv4::backend::Ops> make_ops(const std::string& backend, int threads = 1) {
+  if (backend == "ref") return std::make_unique<dsv4::backend::RefOps>();
+  return dsv4::backend::make_cpu_ops(threads);
+}
+
+// Runs tokens as one prefill with every position's logits.
+std::vector<float> prefill_all(Forward& f, SequenceState& st, const std::vector<int32_t>& toks) {
+  std::vector<float> out;
+  SeqInput in{&st, toks, true};
+  dsv4::Status s = f.run(std::span<const SeqInput>(&in, 1), out);
+  EXPECT_TRUE(s.is_ok()) << s.to_string();
+  return out;
+}
+
+std::vector<int64_t> recorded_selection(const NpyArray& s, int64_t p) {
+  std::vector<int64_t> want;
+  for (int64_t i = 0; i < s.shape[1]; ++i) {
+    const int64_t v = s.as_i64(p * s.shape[1] + i);
+    if (v >= 0) want.push_back(v);
+  }
+  std::sort(want.begin(), want.end());
+  return want;
+}
+
+struct Param {
+  std::string cfg, backend;
+};
+std::string param_name(const ::testing::TestParamInfo<Param>& pi) {
+  std::string s = pi.param.cfg + "_" + pi.param.backend;
+  std::replace(s.begin(), s.end(), '-', '_');
+  return s;
+}
+
+class Simoff : public ::testing::TestWithParam<Param> {};
+
+// One prefill of tokens/main, simulation off on both sides: every position within the bound,
+// every indexer selection equal to the recorded one.
+TEST_P(Simoff, PrefillMain) {
+  const auto [cfg, backend] = GetParam();
+  auto m = load_model(cfg);
+  ASSERT_TRUE(m);
+  auto ops = make_ops(backend);
+  Forward f(*m, *ops);
+  SequenceState st(*m, StateOptions{4096, false});
+  const auto toks = tokens_of(load_npy(fx(cfg, "tokens/main.npy")));
+  const NpyArray ref = load_npy(fx(cfg, "simoff/prefill_main.npy"));
+  std::vector<std::pair<int, NpyArray>> sel_ref;
+  for (int il = 0; il < static_cast<int>(m->hparams().n_layer); ++il)
+    if (m->hparams().ratio(il) == 4)
+      sel_ref.emplace_back(il, load_npy(fx(cfg, "simoff/indexer_topk.L" + std::to_string(il) + ".npy")));
+  int64_t sel_bad = 0;
+  f.set_observer([&](const std::string& name, int layer, int64_t pos, std::span<const float> v) {
+    if (name != "indexer_topk") return;
+    for (auto& [il, s] : sel_ref) {
+      if (il != layer) continue;
+      std::vector<int64_t> got(v.begin(), v.end());
+      std::sort(got.begin(), got.end());
+      if (got != recorded_selection(s, pos)) ++sel_bad;
+    }
+  });
+  const std::vector<float> logits = prefill_all(f, st, toks);
+  const int64_t V = m->hparams().n_vocab;
+  double worst = 0;
+  int64_t bad = 0;
+  for (size_t p = 0; p < toks.size(); ++p) {
+    const double e = nmse(logits.data() + static_cast<int64_t>(p) * V, ref, static_cast<int64_t>(p));
+    worst = std::max(worst, e);
+    if (!(e <= kMaxNmse)) ++bad;
+  }
+  std::printf("[forward] %s %s prefill_main simoff: max NMSE %.3e, %lld positions over %.0e, "
+              "%lld selection mismatches\n", cfg.c_str(), backend.c_str(), worst,
+              static_cast<long long>(bad), kMaxNmse, static_cast<long long>(sel_bad));
+  EXPECT_EQ(bad, 0);
+  EXPECT_EQ(sel_bad, 0);
+}
+
+// Prefill then one token per call (the decode fixtures, simulation off).
+TEST_P(Simoff, PrefillThenDecode) {
+  const auto [cfg, backend] = GetParam();
+  auto m = load_model(cfg);
+  ASSERT_TRUE(m);
+  auto ops = make_ops(backend);
+  Forward f(*m, *ops);
+  for (const char* seq : {"main", "short"}) {
+    const std::string file = std::string("simoff/decode_") + seq + ".npy";
+    if (!std::filesystem::exists(fx(cfg, file))) continue;
+    const auto toks = tokens_of(load_npy(fx(cfg, std::string("tokens/") + seq + ".npy")));
+    const NpyArray ref = load_npy(fx(cfg, file));
+    const int64_t n = ref.shape[0];
+    const size_t first = toks.size() - static_cast<size_t>(n);  // position of row 0
+    SequenceState st(*m, StateOptions{4096, false});
+    std::vector<float> out;
+    std::vector<int32_t> head(toks.begin(), toks.begin() + static_cast<std::ptrdiff_t>(first) + 1);
+    SeqInput in{&st, head, false};
+    ASSERT_TRUE(f.run(std::span<const SeqInput>(&in, 1), out).is_ok());
+    double worst = nmse(out.data(), ref, 0);
+    int64_t bad = worst <= kMaxNmse ? 0 : 1;
+    for (size_t p = first + 1; p < toks.size(); ++p) {
+      SeqInput one{&st, std::span<const int32_t>(&toks[p], 1), false};
+      ASSERT_TRUE(f.run(std::span<const SeqInput>(&one, 1), out).is_ok());
+      const double e = nmse(out.data(), ref, static_cast<int64_t>(p - first));
+      worst = std::max(worst, e);
+      if (!(e <= kMaxNmse)) ++bad;
+    }
+    std::printf("[forward] %s %s decode_%s simoff: max NMSE %.3e over %lld positions\n", cfg.c_str(),
+                backend.c_str(), seq, worst, static_cast<long long>(n));
+    EXPECT_EQ(bad, 0) << seq;
+  }
+}
+
+// Greedy continuations of the fixture prompts (simoff with numerics off, simon with them on).
+TEST_P(Simoff, Greedy) {
+  const auto [cfg, backend] = GetParam();
+  auto m = load_model(cfg);
+  ASSERT_TRUE(m);
+  auto ops = make_ops(backend);
+  Forward f(*m, *ops);
+  int checked = 0;
+  for (const char* mode : {"simoff", "simon"}) {
+    for (int k = 0; k < 3; ++k) {
+      const std::string pr = fx(cfg, "tokens/prompt" + std::to_string(k) + ".npy");
+      const std::string gr = fx(cfg, std::string(mode) + "/greedy" + std::to_string(k) + ".npy");
+      if (!std::filesystem::exists(pr) || !std::filesystem::exists(gr)) continue;
+      const auto prompt = tokens_of(load_npy(pr));
+      const auto want = tokens_of(load_npy(gr));
+      SequenceState st(*m, StateOptions{4096, std::string(mode) == "simon"});
+      std::vector<float> out;
+      SeqInput in{&st, prompt, false};
+      ASSERT_TRUE(f.run(std::span<const SeqInput>(&in, 1), out).is_ok());
+      std::vector<int32_t> got;
+      for (size_t i = 0; i < want.size(); ++i) {
+        const int32_t next = static_cast<int32_t>(std::max_element(out.begin(), out.end()) - out.begin());
+        got.push_back(next);
+        if (i + 1 < want.size()) {
+          SeqInput one{&st, std::span<const int32_t>(&got.back(), 1), false};
+          ASSERT_TRUE(f.run(std::span<const SeqInput>(&one, 1), out).is_ok());
+        }
+      }
+      EXPECT_EQ(got, want) << cfg << " " << mode << " prompt" << k;
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, Simoff,
+                         ::testing::Values(Param{"tiny", "ref"}, Param{"tiny", "cpu"},
+                                           Param{"tiny-clamp", "cpu"}, Param{"tiny-quant", "ref"},
+                                           Param{"tiny-quant", "cpu"}, Param{"tiny-pro", "ref"},
+                                           Param{"tiny-pro", "cpu"}),
+                         param_name);
+
+// Simulation on (our default numerics), one prefill of tokens/main, every over-bound position
+// traced to a rounding flip (a stored row that differs from the recorded one) or a selection
+// that differs from the recorded one.
+class Simon : public ::testing::TestWithParam<Param> {};
+
+TEST_P(Simon, PrefillMainTraced) {
+  const auto [cfg, backend] = GetParam();
+  auto m = load_model(cfg);
+  ASSERT_TRUE(m);
+  const dsv4::HParams& hp = m->hparams();
+  auto ops = make_ops(backend);
+  Forward f(*m, *ops);
+  SequenceState st(*m, StateOptions{4096, true});
+  const auto toks = tokens_of(load_npy(fx(cfg, "tokens/main.npy")));
+  const NpyArray ref = load_npy(fx(cfg, "simon/prefill_main.npy"));
+  auto rec = [&](const std::string& file) -> NpyArray {
+    const std::string path = fx(cfg, "simon/" + file + ".npy");
+    return std::filesystem::exists(path) ? load_npy(path) : NpyArray{};
+  };
+  std::map<std::string, NpyArray> recorded;
+  for (int il = 0; il < static_cast<int>(hp.n_layer); ++il)
+    for (const char* f0 : {"kv_raw", "kv_comp", "indexer_kv", "indexer_topk"})
+      recorded[std::string(f0) + ".L" + std::to_string(il)] = rec(std::string(f0) + ".L" + std::to_string(il));
+  // Teacher forcing: a stored row or a selection that differs from the recorded one is checked
+  // to be a near-tie flip (every differing element one rounding step away; the selection's
+  // boundary scores within 1e-4 relative) and replaced by the recorded one, so one flip does not
+  // propagate into every later position.
+  std::vector<std::string> flips;
+  std::vector<int> flip_pos;
+  int64_t not_near_tie = 0;
+  f.set_hooks(
+      [&](const std::string& name, int layer, int64_t pos, std::span<float> v) {
+        std::string file;
+        int64_t row = 0;
+        if (name == "kv") {
+          file = "kv_raw";
+          row = pos;
+        } else if (name == "compressed_row") {
+          file = "kv_comp";
+          row = (pos + 1) / hp.ratio(layer) - 1;
+        } else {
+          file = "indexer_kv";
+          row = (pos + 1) / 4 - 1;
+        }
+        const NpyArray& r = recorded[file + ".L" + std::to_string(layer)];
+        if (r.shape.size() != 2 || row >= r.shape[0]) return;
+        // the rounded part: the nope channels of KV rows, the whole indexer row (float noise
+        // of ~1e-7 in unrounded channels is not a flip)
+        const size_t n_rounded = name == "indexer_key_row" ? v.size() : static_cast<size_t>(hp.head_dim - hp.n_rot);
+        bool differs = false;
+        for (size_t i = 0; i < n_rounded; ++i) {
+          const double want = r.as_f64(row * r.shape[1] + static_cast<int64_t>(i));
+          const double d = std::fabs(static_cast<double>(v[i]) - want);
+          if (d > 1e-5 * (1 + std::fabs(want))) {
+            differs = true;
+            // one step of e4m3 (3 mantissa bits: ≤ 1/8 relative) at this magnitude, or a block
+            // scale one binade apart (≤ 1/2 relative); e2m1 steps are coarser (≤ 1/2 relative
+            // above 1, a whole code at the bottom)
+            const double mag = std::max(std::fabs(want), std::fabs(static_cast<double>(v[i])));
+            if (d > 0.5 * mag + 1e-30 && name != "indexer_key_row") {
+              ++not_near_tie;
+              std::printf("[forward]   not a near tie: %s L%d pos %lld [%zu] ours %.9g recorded %.9g\n", name.c_str(),
+                          layer, static_cast<long long>(pos), i, static_cast<double>(v[i]), want);
+            }
+          }
+        }
+        if (!differs) return;
+        flips.push_back(file + ".L" + std::to_string(layer) + " row " + std::to_string(row) + " (pos " +
+                        std::to_string(pos) + ")");
+        flip_pos.push_back(static_cast<int>(pos));
+        for (size_t i = 0; i < v.size(); ++i)
+          v[i] = static_cast<float>(r.as_f64(row * r.shape[1] + static_cast<int64_t>(i)));
+      },
+      [&](int layer, int64_t pos, std::span<const float> scores, std::vector<int32_t>& sel) {
+        const NpyArray& s = recorded["indexer_topk.L" + std::to_string(layer)];
+        if (s.shape.size() != 2) return;
+        std::vector<int64_t> got(sel.begin(), sel.end()), want = recorded_selection(s, pos);
+        std::sort(got.begin(), got.end());
+        if (got == want) return;
+        // near tie: the lowest score we kept and the highest recorded one we dropped agree
+        double ours_min = 1e300, theirs_max = -1e300;
+        for (int64_t j : got)
+          if (!std::binary_search(want.begin(), want.end(), j)) ours_min = std::min(ours_min, static_cast<double>(scores[static_cast<size_t>(j)]));
+        for (int64_t j : want)
+          if (!std::binary_search(got.begin(), got.end(), j)) theirs_max = std::max(theirs_max, static_cast<double>(scores[static_cast<size_t>(j)]));
+        if (std::fabs(ours_min - theirs_max) > 1e-4 * (std::fabs(ours_min) + 1e-3)) {
+          ++not_near_tie;
+          std::printf("[forward]   not a near tie: selection L%d pos %lld: kept %.9g, recorded %.9g\n", layer,
+                      static_cast<long long>(pos), ours_min, theirs_max);
+        }
+        flips.push_back("selection L" + std::to_string(layer) + " at " + std::to_string(pos));
+        flip_pos.push_back(static_cast<int>(pos));
+        // the recorded selection, in recorded (score) order
+        sel.clear();
+        for (int64_t i = 0; i < s.shape[1]; ++i) {
+          const int64_t v = s.as_i64(pos * s.shape[1] + i);
+          if (v >= 0) sel.push_back(static_cast<int32_t>(v));
+        }
+      });
+  const std::vector<float> logits = prefill_all(f, st, toks);
+  const int64_t V = hp.n_vocab;
+  const int earliest_flip = flip_pos.empty() ? 1 << 30 : *std::min_element(flip_pos.begin(), flip_pos.end());
+  int64_t bad = 0, untraced = 0;
+  double worst = 0;
+  for (size_t p = 0; p < toks.size(); ++p) {
+    const double e = nmse(logits.data() + static_cast<int64_t>(p) * V, ref, static_cast<int64_t>(p));
+    worst = std::max(worst, e);
+    if (!(e <= kMaxNmse)) {
+      ++bad;
+      // a flip at or before this position explains it (it propagates through the state)
+      if (static_cast<int>(p) < earliest_flip) ++untraced;
+      std::printf("[forward]   position %zu: NMSE %.3e\n", p, e);
+    }
+  }
+  std::printf("[forward] %s %s prefill_main simon: max NMSE %.3e; %lld of %zu positions over %.0e; "
+              "%zu near-tie flips replaced by the recorded rows/selections\n", cfg.c_str(), backend.c_str(),
+              worst, static_cast<long long>(bad), toks.size(), kMaxNmse, flips.size());
+  for (size_t i = 0; i < std::min<size_t>(flips.size(), 12); ++i)
+    std::printf("[forward]   flip: %s\n", flips[i].c_str());
+  EXPECT_EQ(not_near_tie, 0);
+  EXPECT_EQ(untraced, 0);
+  EXPECT_LE(bad, static_cast<int64_t>(toks.size()) / 100) << "more than 1% of positions over the bound";
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, Simon,
+                         ::testing::Values(Param{"tiny", "ref"}, Param{"tiny", "cpu"},
+                                           Param{"tiny-quant", "cpu"}),
+                         param_name);
+
+// Named intermediates at position 299 (sim on) against <cfg>/intermediates; the first diverging
+// one is named.
+TEST(ForwardIntermediates, TinyCpu) {
+  const std::string cfg = "tiny";
+  auto m = load_model(cfg);
+  ASSERT_TRUE(m);
+  auto ops = make_ops("cpu");
+  Forward f(*m, *ops);
+  SequenceState st(*m, StateOptions{4096, true});
+  const auto toks = tokens_of(load_npy(fx(cfg, "tokens/main.npy")));
+  const int64_t at = 299;
+  std::vector<std::pair<std::string, std::vector<float>>> got;
+  f.set_observer([&](const std::string& name, int layer, int64_t pos, std::span<const float> v) {
+    if (pos != at) return;
+    got.emplace_back(layer < 0 ? name : "L" + std::to_string(layer) + "." + name,
+                     std::vector<float>(v.begin(), v.end()));
+  });
+  (void)prefill_all(f, st, std::vector<int32_t>(toks.begin(), toks.begin() + at + 1));
+  int checked = 0;
+  std::string first_bad;
+  for (const auto& [name, v] : got) {
+    const std::string path = fx(cfg, "intermediates/" + name + ".npy");
+    if (!std::filesystem::exists(path)) continue;
+    const NpyArray r = load_npy(path);
+    ASSERT_EQ(r.size(), static_cast<int64_t>(v.size())) << name;
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < r.size(); ++i) {
+      const double d = static_cast<double>(v[static_cast<size_t>(i)]) - r.as_f64(i);
+      num += d * d;
+      den += r.as_f64(i) * r.as_f64(i);
+    }
+    const bool ids = name.find("router_experts") != std::string::npos;
+    const double e = ids ? num : num / den;
+    ++checked;
+    if (!(e <= (ids ? 0.0 : kMaxNmse))) {
+      if (first_bad.empty()) first_bad = name;
+      ADD_FAILURE() << name << ": NMSE " << e;
+    }
+  }
+  std::printf("[forward] %s intermediates at %lld: %d checked, first diverging: %s\n", cfg.c_str(),
+              static_cast<long long>(at), checked, first_bad.empty() ? "none" : first_bad.c_str());
+  EXPECT_GE(checked, 40);
+}
+
+// ---- consistency (cpu backend): bit-identical across chunking, batching, threads ------------
+
+std::vector<float> run_chunked(Forward& f, SequenceState& st, const std::vector<int32_t>& toks,
+                               size_t chunk) {
+  std::vector<float> all, out;
+  for (size_t i = 0; i < toks.size(); i += chunk) {
+    const size_t n = std::min(chunk, toks.size() - i);
+    SeqInput in{&st, std::span<const int32_t>(toks.data() + i, n), true};
+    EXPECT_TRUE(f.run(std::span<const SeqInput>(&in, 1), out).is_ok());
+    all.insert(all.end(), out.begin(), out.end());
+  }
+  return all;
+}
+
+TEST(ForwardConsistency, ChunkedPrefillIsBitIdentical) {
+  for (const char* cfg : {"tiny", "tiny-pro"}) {
+    auto m = load_model(cfg);
+    ASSERT_TRUE(m);
+    auto ops = make_ops("cpu");
+    Forward f(*m, *ops);
+    const auto toks = tokens_of(load_npy(fx(cfg, "tokens/main.npy")));
+    SequenceState s0(*m, StateOptions{4096, true});
+    const std::vector<float> whole = prefill_all(f, s0, toks);
+    const size_t W = static_cast<size_t>(m->hparams().n_swa);
+    for (size_t chunk : {size_t{1}, size_t{3}, size_t{64}, W - 1, W, W + 1, size_t{4}, size_t{127}, size_t{128}, size_t{129}}) {
+      SequenceState s(*m, StateOptions{4096, true});
+      const std::vector<float> got = run_chunked(f, s, toks, chunk);
+      ASSERT_EQ(got.size(), whole.size());
+      EXPECT_EQ(std::memcmp(got.data(), whole.data(), got.size() * 4), 0) << cfg << " chunk " << chunk;
+    }
+  }
+}
+
+TEST(ForwardConsistency, BatchAndThreadsAreBitIdentical) {
+  const std::string cfg = "tiny";
+  auto m = load_model(cfg);
+  ASSERT_TRUE(m);
+  const auto main_toks = tokens_of(load_npy(fx(cfg, "tokens/main.npy")));
+  // four different sequences: different lengths and contents
+  std::vector<std::vector<int32_t>> seqs;
+  for (int k = 0; k < 4; ++k)
+    seqs.emplace_back(main_toks.begin() + 10 * k, main_toks.begin() + 10 * k + 40 + 37 * k);
+  auto alone = [&](int threads) {
+    auto ops = make_ops("cpu", threads);
+    Forward f(*m, *ops);
+    std::vector<std::vector<float>> res;
+    for (auto& s : seqs) {
+      SequenceState st(*m, StateOptions{4096, true});
+      std::vector<float> prompt_logits = prefill_all(f, st, s);
+      // then 5 decode steps of fixed tokens
+      std::vector<float> out;
+      for (int k = 0; k < 5; ++k) {
+        const int32_t t = static_cast<int32_t>(7 * k + 3);
+        SeqInput one{&st, std::span<const int32_t>(&t, 1), false};
+        EXPECT_TRUE(f.run(std::span<const SeqInput>(&one, 1), out).is_ok());
+        prompt_logits.insert(prompt_logits.end(), out.begin(), out.end());
+      }
+      res.push_back(prompt_logits);
+    }
+    return res;
+  };
+  const auto ref1 = alone(1);
+  const auto ref2 = alone(2);
+  for (size_t i = 0; i < seqs.size(); ++i)
+    EXPECT_EQ(std::memcmp(ref1[i].data(), ref2[i].data(), ref1[i].size() * 4), 0) << "threads, seq " << i;
+  // all four in one batch: prefill together, then batched decode
+  auto ops = make_ops("cpu", 2);
+  Forward f(*m, *ops);
+  std::vector<std::unique_ptr<SequenceState>> st;
+  std::vector<SeqInput> in;
+  for (auto& s : seqs) {
+    st.push_back(std::make_unique<SequenceState>(*m, StateOptions{4096, true}));
+    in.push_back({st.back().get(), s, true});
+  }
+  std::vector<float> out;
+  ASSERT_TRUE(f.run(in, out).is_ok());
+  const int64_t V = m->hparams().n_vocab;
+  std::vector<std::vector<float>> got(seqs.size());
+  size_t off = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    got[i].assign(out.begin() + static_cast<std::ptrdiff_t>(off),
+                  out.begin() + static_cast<std::ptrdiff_t>(off + seqs[i].size() * static_cast<size_t>(V)));
+    off += seqs[i].size() * static_cast<size_t>(V);
+  }
+  for (int k = 0; k < 5; ++k) {
+    const int32_t t = static_cast<int32_t>(7 * k + 3);
+    std::vector<SeqInput> step;
+    for (auto& s : st) step.push_back({s.get(), std::span<const int32_t>(&t, 1), false});
+    ASSERT_TRUE(f.run(step, out).is_ok());
+    for (size_t i = 0; i < seqs.size(); ++i)
+      got[i].insert(got[i].end(), out.begin() + static_cast<std::ptrdiff_t>(i) * V,
+                    out.begin() + static_cast<std::ptrdiff_t>(i + 1) * V);
+  }
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    ASSERT_EQ(got[i].size(), ref1[i].size());
+    EXPECT_EQ(std::memcmp(got[i].data(), ref1[i].data(), got[i].size() * 4), 0) << "batch, seq " << i;
+  }
+}
+
+TEST(ForwardConsistency, CheckpointRestoreIsBitIdentical) {
+  const std::string cfg = "tiny";
+  auto m = load_model(cfg);
+  ASSERT_TRUE(m);
+  auto ops = make_ops("cpu");
+  Forward f(*m, *ops);
+  const auto toks = tokens_of(load_npy(fx(cfg, "tokens/main.npy")));
+  SequenceState st(*m, StateOptions{4096, true});
+  const std::vector<float> whole = prefill_all(f, st, toks);
+  const int64_t V = m->hparams().n_vocab;
+  for (size_t cut : {size_t{1}, size_t{16}, size_t{129}, size_t{200}}) {
+    SequenceState s(*m, StateOptions{4096, true});
+    std::vector<int32_t> head(toks.begin(), toks.begin() + static_cast<std::ptrdiff_t>(cut));
+    (void)prefill_all(f, s, head);
+    const auto cp = s.checkpoint();
+    // go elsewhere, then come back
+    std::vector<int32_t> other(toks.rbegin(), toks.rbegin() + 50);
+    (void)prefill_all(f, s, other);
+    s.restore(cp);
+    ASSERT_EQ(s.n_past(), static_cast<int64_t>(cut));
+    std::vector<int32_t> tail(toks.begin() + static_cast<std::ptrdiff_t>(cut), toks.end());
+    const std::vector<float> got = prefill_all(f, s, tail);
+    EXPECT_EQ(std::memcmp(got.data(), whole.data() + static_cast<int64_t>(cut) * V, got.size() * 4), 0)
+        << "cut " << cut;
+  }
+}
+
+// §9.1 activation quantisation is not applied (forward.h); report how far tiny-quant is from the
+// reference that applies it (simact) next to the bound we meet against simon.
+TEST(ForwardNumerics, TinyQuantDistanceToActivationQuant) {
+  const std::string cfg = "tiny-quant";
+  if (!std::filesystem::exists(fx(cfg, "simact/prefill_main.npy"))) GTEST_SKIP() << "no simact fixture";
+  auto m = load_model(cfg);
+  ASSERT_TRUE(m);
+  auto ops = make_ops("cpu");
+  Forward f(*m, *ops);
+  SequenceState st(*m, StateOptions{4096, true});
+  const auto toks = tokens_of(load_npy(fx(cfg, "tokens/main.npy")));
+  const NpyArray act = load_npy(fx(cfg, "simact/prefill_main.npy"));
+  const std::vector<float> logits = prefill_all(f, st, toks);
+  double sum = 0, worst = 0;
+  for (size_t p = 0; p < toks.size(); ++p) {
+    const double e = nmse(logits.data() + static_cast<int64_t>(p) * m->hparams().n_vocab, act, static_cast<int64_t>(p));
+    sum += e;
+    worst = std::max(worst, e);
+  }
+  std::printf("[forward] tiny-quant vs simact (§9.1 FP8 activations): mean NMSE %.3e, max %.3e\n",
+              sum / static_cast<double>(toks.size()), worst);
+  EXPECT_TRUE(std::isfinite(sum));
+}
+
+}  // namespace

@@ -1,0 +1,195 @@
+// dsv4-cli: one-shot generation from a prompt with a DeepSeek-V4 GGUF (issue 5, scope 6).
+//
+//   dsv4-cli -m model.gguf -p "Hello" -n 64 [--chat] [-t N] [-tb N] [-c CTX] [-b N] [-ub N]
+//            [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--dump-logits FILE]
+//
+// Prints the model summary and memory plan (weights, state per token, state at the chosen
+// context) to stderr, streams the generated text to stdout, then prompt and generation
+// tokens/s. --dump-logits writes the logits of every generated step (the prompt's last
+// position first) as a float32 .npy [steps][n_vocab], for tests.
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "dsv4/backend/cpu/cpu_ops.h"
+#include "dsv4/backend/ref/ref_ops.h"
+#include "dsv4/chat/chat.h"
+#include "dsv4/format/npy.h"
+#include "dsv4/model/forward.h"
+#include "dsv4/model/model.h"
+#include "dsv4/runtime/sampler.h"
+#include "dsv4/tokenizer/tokenizer.h"
+
+namespace {
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string gib(double bytes) {
+  if (bytes >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", bytes / (1024.0 * 1024 * 1024));
+  if (bytes >= 1024.0 * 1024) return fmt::format("{:.1f} MiB", bytes / (1024.0 * 1024));
+  return fmt::format("{:.1f} KiB", bytes / 1024.0);
+}
+
+int fail(const dsv4::Status& s) {
+  fmt::print(stderr, "dsv4-cli: {}\n", s.to_string());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dsv4-cli: generate text with a DeepSeek-V4 model"};
+  std::string model_path, prompt, dump_logits, backend = "cpu";
+  int n_predict = 64, threads = 0, threads_batch = 0;
+  int64_t n_ctx = 4096, n_batch = 2048, n_ubatch = 512;
+  bool chat = false, no_think = false, raw_numerics = false;
+  dsv4::runtime::SamplingParams sp;
+  sp.temperature = 0.8f;
+  sp.top_k = 40;
+  sp.top_p = 0.95f;
+  sp.min_p = 0.05f;
+  int64_t seed = -1;
+  app.add_option("-m,--model", model_path, "DeepSeek-V4 GGUF (first shard of a split set)")->required();
+  app.add_option("-p,--prompt", prompt, "prompt text")->required();
+  app.add_option("-n,--n-predict", n_predict, "tokens to generate")->check(CLI::Range(0, 1 << 20));
+  app.add_flag("--chat", chat, "wrap the prompt as one user message in the DeepSeek-V4 chat format");
+  app.add_flag("--no-think", no_think, "with --chat: chat mode instead of thinking mode");
+  app.add_option("-t,--threads", threads, "threads for generation (default: all cores)");
+  app.add_option("-tb,--threads-batch", threads_batch, "threads for the prompt (default: -t)");
+  app.add_option("-c,--ctx-size", n_ctx, "context length")->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  app.add_option("-b,--batch-size", n_batch, "logical batch (accepted; prompt chunks are -ub)");
+  app.add_option("-ub,--ubatch-size", n_ubatch, "prompt tokens per forward call")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  app.add_option("--temp", sp.temperature, "temperature (0: greedy)");
+  app.add_option("--top-k", sp.top_k, "top-k (0: off)");
+  app.add_option("--top-p", sp.top_p, "top-p (1: off)");
+  app.add_option("--min-p", sp.min_p, "min-p (0: off)");
+  app.add_option("--seed", seed, "sampling seed (default: random)");
+  app.add_option("--backend", backend, "cpu or ref (the scalar oracle; slow)")->check(CLI::IsMember({"cpu", "ref"}));
+  app.add_flag("--no-official-numerics", raw_numerics,
+               "store KV and indexer keys in float32 instead of the official FP8/FP4 round trips");
+  app.add_option("--dump-logits", dump_logits, "write every step's logits as float32 .npy");
+  CLI11_PARSE(app, argc, argv);
+  (void)n_batch;
+  sp.seed = seed >= 0 ? static_cast<uint64_t>(seed)
+                      : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  if (dsv4::Status s = dsv4::runtime::validate(sp); !s) return fail(s);
+  const bool tty = isatty(STDERR_FILENO) != 0;
+
+  // ---- load
+  const auto t_load = std::chrono::steady_clock::now();
+  fmt::print(stderr, "loading {}\n", model_path);
+  auto mr = dsv4::model::Model::load(model_path);
+  if (!mr) return fail(mr.status());
+  const dsv4::model::Model& m = **mr;
+  const dsv4::HParams& h = m.hparams();
+  auto tr = dsv4::Tokenizer::from_gguf(m.file().meta(), model_path);
+  if (!tr) return fail(tr.status());
+  const dsv4::Tokenizer& tok = *tr;
+  if (threads <= 0) threads = static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  if (threads_batch <= 0) threads_batch = threads;
+  std::unique_ptr<dsv4::backend::Ops> ops;
+  dsv4::backend::CpuOps* cpu = nullptr;
+  if (backend == "ref") {
+    ops = std::make_unique<dsv4::backend::RefOps>();
+  } else {
+    ops = dsv4::backend::make_cpu_ops(threads_batch);
+    cpu = dynamic_cast<dsv4::backend::CpuOps*>(ops.get());
+  }
+  dsv4::model::Forward fwd(m, *ops);
+  dsv4::model::SequenceState st(m, dsv4::model::StateOptions{n_ctx, !raw_numerics});
+  fmt::print(stderr, "model: {} layers (n_embd {}, {} heads x {}, {} experts x {} ({} used), vocab {})\n",
+             h.n_layer, h.n_embd, h.n_head, h.head_dim, h.n_expert, h.n_ff_exp, h.n_expert_used, h.n_vocab);
+  fmt::print(stderr, "types: {}\n", m.type_mix());
+  fmt::print(stderr,
+             "memory plan: weights {} mapped ({} read per token), state {} fixed + {:.0f} B/token "
+             "= {} at n_ctx {}\n",
+             gib(static_cast<double>(m.weight_bytes())), gib(static_cast<double>(m.active_bytes_per_token())),
+             gib(static_cast<double>(st.bytes_fixed())), st.bytes_per_token(),
+             gib(static_cast<double>(st.bytes_fixed()) + st.bytes_per_token() * static_cast<double>(n_ctx)), n_ctx);
+  fmt::print(stderr, "backend: {}, threads {} / batch {}; loaded in {:.0f} ms\n", ops->name(), threads,
+             threads_batch, ms_since(t_load));
+
+  // ---- prompt
+  std::vector<int32_t> ids;
+  if (chat) {
+    dsv4::chat::Json msgs = dsv4::chat::Json::array();
+    msgs.push_back({{"role", "user"}, {"content", prompt}});
+    dsv4::chat::RenderOptions ro;
+    ro.thinking = !no_think;
+    auto text = dsv4::chat::render(msgs, ro);
+    if (!text) return fail(text.status());
+    auto e = tok.encode_rendered(*text);
+    if (!e) return fail(e.status());
+    ids.assign(e->begin(), e->end());
+  } else {
+    auto e = tok.encode_text(prompt);
+    if (!e) return fail(e.status());
+    ids.assign(e->begin(), e->end());
+  }
+  if (ids.empty()) return fail(dsv4::Status(dsv4::ErrorCode::kInvalidArgument, "the prompt has no tokens"));
+  if (static_cast<int64_t>(ids.size()) + n_predict > n_ctx)
+    return fail(dsv4::Status(dsv4::ErrorCode::kInvalidArgument,
+                             fmt::format("prompt ({} tokens) + n_predict ({}) exceeds the context ({})",
+                                         ids.size(), n_predict, n_ctx)));
+  std::optional<int64_t> eos;
+  if (const dsv4::GgufValue* v = m.file().find("tokenizer.ggml.eos_token_id")) eos = v->as_i64();
+
+  std::vector<float> logits, dump;
+  const auto t_prompt = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < ids.size(); i += static_cast<size_t>(n_ubatch)) {
+    const size_t n = std::min(static_cast<size_t>(n_ubatch), ids.size() - i);
+    dsv4::model::SeqInput in{&st, std::span<const int32_t>(ids.data() + i, n), false};
+    if (dsv4::Status s = fwd.run(std::span<const dsv4::model::SeqInput>(&in, 1), logits); !s) return fail(s);
+    if (ids.size() > static_cast<size_t>(n_ubatch)) {
+      if (tty)
+        fmt::print(stderr, "\rprompt {}/{}", i + n, ids.size());
+      else
+        fmt::print(stderr, "prompt {}/{}\n", i + n, ids.size());
+    }
+  }
+  if (tty && ids.size() > static_cast<size_t>(n_ubatch)) fmt::print(stderr, "\n");
+  const double prompt_ms = ms_since(t_prompt);
+
+  // ---- generate
+  if (cpu != nullptr) cpu->set_threads(threads);
+  dsv4::runtime::Sampler sampler(sp);
+  dsv4::StreamDecoder dec(tok);
+  int n_gen = 0;
+  const auto t_gen = std::chrono::steady_clock::now();
+  for (; n_gen < n_predict; ++n_gen) {
+    if (!dump_logits.empty()) dump.insert(dump.end(), logits.begin(), logits.end());
+    auto smp = sampler.sample(logits);
+    if (!smp) return fail(smp.status());
+    const int32_t next = smp->id;
+    if (eos && next == *eos) break;
+    auto piece = dec.push(next);
+    if (!piece) return fail(piece.status());
+    std::fwrite(piece->data(), 1, piece->size(), stdout);
+    std::fflush(stdout);
+    if (n_gen + 1 == n_predict) {
+      ++n_gen;
+      break;
+    }
+    dsv4::model::SeqInput in{&st, std::span<const int32_t>(&next, 1), false};
+    if (dsv4::Status s = fwd.run(std::span<const dsv4::model::SeqInput>(&in, 1), logits); !s) return fail(s);
+  }
+  const std::string tail = dec.finish();
+  std::fwrite(tail.data(), 1, tail.size(), stdout);
+  std::fputs("\n", stdout);
+  const double gen_ms = ms_since(t_gen);
+  fmt::print(stderr, "prompt: {} tokens in {:.1f} ms ({:.2f} t/s); generation: {} tokens in {:.1f} ms ({:.2f} t/s)\n",
+             ids.size(), prompt_ms, 1000.0 * static_cast<double>(ids.size()) / prompt_ms, n_gen, gen_ms,
+             n_gen > 0 ? 1000.0 * n_gen / gen_ms : 0.0);
+  if (!dump_logits.empty()) {
+    const int64_t steps = static_cast<int64_t>(dump.size()) / h.n_vocab;
+    if (dsv4::Status s = dsv4::npy_write_f32(dump_logits, {steps, h.n_vocab}, dump.data()); !s) return fail(s);
+  }
+  return 0;
+}
