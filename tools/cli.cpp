@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -57,7 +58,10 @@ int main(int argc, char** argv) {
   sp.min_p = 0.05f;
   int64_t seed = -1;
   app.add_option("-m,--model", model_path, "DeepSeek-V4 GGUF (first shard of a split set)")->required();
-  app.add_option("-p,--prompt", prompt, "prompt text")->required();
+  std::string ids_arg;
+  bool all_logits = false;
+  auto* p_opt = app.add_option("-p,--prompt", prompt, "prompt text");
+  app.add_option("--ids", ids_arg, "prompt as token ids (comma/space separated) instead of -p")->excludes(p_opt);
   app.add_option("-n,--n-predict", n_predict, "tokens to generate")->check(CLI::Range(0, 1 << 20));
   app.add_flag("--chat", chat, "wrap the prompt as one user message in the DeepSeek-V4 chat format");
   app.add_flag("--no-think", no_think, "with --chat: chat mode instead of thinking mode");
@@ -75,6 +79,9 @@ int main(int argc, char** argv) {
   app.add_flag("--no-official-numerics", raw_numerics,
                "store KV and indexer keys in float32 instead of the official FP8/FP4 round trips");
   app.add_option("--dump-logits", dump_logits, "write every step's logits as float32 .npy");
+  app.add_flag("--all-logits", all_logits,
+               "with --dump-logits: the logits of every prompt position [n_prompt][n_vocab] (one "
+               "prefill), then the generated steps' rows");
   CLI11_PARSE(app, argc, argv);
   (void)n_batch;
   sp.seed = seed >= 0 ? static_cast<uint64_t>(seed)
@@ -118,7 +125,20 @@ int main(int argc, char** argv) {
 
   // ---- prompt
   std::vector<int32_t> ids;
-  if (chat) {
+  if (!ids_arg.empty()) {
+    for (char& c : ids_arg)
+      if (c == ',') c = ' ';
+    std::istringstream is(ids_arg);
+    long long v = 0;
+    while (is >> v) {
+      if (v < 0 || v >= h.n_vocab)
+        return fail(dsv4::Status(dsv4::ErrorCode::kInvalidArgument,
+                                 fmt::format("--ids: token id {} out of range [0, {})", v, h.n_vocab)));
+      ids.push_back(static_cast<int32_t>(v));
+    }
+  } else if (prompt.empty()) {
+    return fail(dsv4::Status(dsv4::ErrorCode::kInvalidArgument, "give a prompt with -p or --ids"));
+  } else if (chat) {
     dsv4::chat::Json msgs = dsv4::chat::Json::array();
     msgs.push_back({{"role", "user"}, {"content", prompt}});
     dsv4::chat::RenderOptions ro;
@@ -145,8 +165,12 @@ int main(int argc, char** argv) {
   const auto t_prompt = std::chrono::steady_clock::now();
   for (size_t i = 0; i < ids.size(); i += static_cast<size_t>(n_ubatch)) {
     const size_t n = std::min(static_cast<size_t>(n_ubatch), ids.size() - i);
-    dsv4::model::SeqInput in{&st, std::span<const int32_t>(ids.data() + i, n), false};
+    dsv4::model::SeqInput in{&st, std::span<const int32_t>(ids.data() + i, n), all_logits};
     if (dsv4::Status s = fwd.run(std::span<const dsv4::model::SeqInput>(&in, 1), logits); !s) return fail(s);
+    if (all_logits) {
+      dump.insert(dump.end(), logits.begin(), logits.end());
+      logits.erase(logits.begin(), logits.end() - h.n_vocab);
+    }
     if (ids.size() > static_cast<size_t>(n_ubatch)) {
       if (tty)
         fmt::print(stderr, "\rprompt {}/{}", i + n, ids.size());
@@ -164,7 +188,7 @@ int main(int argc, char** argv) {
   int n_gen = 0;
   const auto t_gen = std::chrono::steady_clock::now();
   for (; n_gen < n_predict; ++n_gen) {
-    if (!dump_logits.empty()) dump.insert(dump.end(), logits.begin(), logits.end());
+    if (!dump_logits.empty() && (n_gen > 0 || !all_logits)) dump.insert(dump.end(), logits.begin(), logits.end());
     auto smp = sampler.sample(logits);
     if (!smp) return fail(smp.status());
     const int32_t next = smp->id;
