@@ -66,10 +66,11 @@ int main(int argc, char** argv) {
   app.add_flag("--chat", chat, "wrap the prompt as one user message in the DeepSeek-V4 chat format");
   app.add_flag("--no-think", no_think, "with --chat: chat mode instead of thinking mode");
   app.add_option("-t,--threads", threads, "threads for generation (default: all cores)");
-  app.add_option("-tb,--threads-batch", threads_batch, "threads for the prompt (default: -t)");
+  // -tb and -ub are accepted as llama.cpp spells them (rewritten before parsing, see below)
+  app.add_option("--threads-batch", threads_batch, "threads for the prompt (default: -t)");
   app.add_option("-c,--ctx-size", n_ctx, "context length")->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   app.add_option("-b,--batch-size", n_batch, "logical batch (accepted; prompt chunks are -ub)");
-  app.add_option("-ub,--ubatch-size", n_ubatch, "prompt tokens per forward call")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  app.add_option("--ubatch-size", n_ubatch, "prompt tokens per forward call")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--temp", sp.temperature, "temperature (0: greedy)");
   app.add_option("--top-k", sp.top_k, "top-k (0: off)");
   app.add_option("--top-p", sp.top_p, "top-p (1: off)");
@@ -82,7 +83,15 @@ int main(int argc, char** argv) {
   app.add_flag("--all-logits", all_logits,
                "with --dump-logits: the logits of every prompt position [n_prompt][n_vocab] (one "
                "prefill), then the generated steps' rows");
-  CLI11_PARSE(app, argc, argv);
+  // llama.cpp's multi-letter single-dash flags (CLI11 allows one letter after a single dash)
+  std::vector<std::string> args(argv, argv + argc);
+  for (std::string& a : args) {
+    if (a == "-tb") a = "--threads-batch";
+    if (a == "-ub") a = "--ubatch-size";
+  }
+  std::vector<char*> av;
+  for (std::string& a : args) av.push_back(a.data());
+  CLI11_PARSE(app, static_cast<int>(av.size()), av.data());
   (void)n_batch;
   sp.seed = seed >= 0 ? static_cast<uint64_t>(seed)
                       : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Forward-pass issue, acceptance "Flavours": for each real GGUF flavour's type mix, a small
+# synthetic file (dsv4-mkmodel) run through upstream llama.cpp (scripts/peer/build.sh first) and
+# through dsv4 on the same token ids; per-position logits NMSE, bound 1e-3 (upstream's CPU path
+# rounds activations to 8 bits for quantized matmuls). nsparks (F8_E4M3_B128) is fork-only:
+# upstream refuses it, so dsv4's cpu backend is compared with dsv4's scalar `ref` backend there.
+# Both sides without the §9.2/§9.3 simulation (upstream does not apply it).
+#
+# Usage: scripts/peer/flavour-logits.sh [BIN_DIR]   (default build/release/tools)
+# Env: MIXES (default "f32 upstream ds4-q2 unsloth-ud nsparks"), N_EMBD (256), N_TOK (48).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${1:-build/release/tools}
+PY=${PY:-.venv-test/bin/python}
+MIXES=${MIXES:-"f32 upstream ds4-q2 unsloth-ud nsparks"}
+N_EMBD=${N_EMBD:-256}
+N_TOK=${N_TOK:-48}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+ids=$($PY -c "import numpy as np; r=np.random.default_rng(5); print(','.join(map(str, r.integers(3, 250, $N_TOK))))")
+echo "${ids//,/ }" > "$out/toks.txt"
+echo "| mix | types | compared with | NMSE max | NMSE median | top-1 agreement | ≤ 1e-3 |"
+echo "|---|---|---|---|---|---|---|"
+status=0
+for mix in $MIXES; do
+  f="$out/$mix.gguf"
+  "$BIN/dsv4-mkmodel" -o "$f" --tokenizer tests/fixtures/tokenizer.json --preset tiny \
+    --n-embd "$N_EMBD" --n-ff-exp "$N_EMBD" --mix "$mix" >/dev/null
+  "$BIN/dsv4-cli" -m "$f" --ids "$ids" -n 0 --all-logits --dump-logits "$out/$mix.ours.npy" \
+    --no-official-numerics -t 2 >"$out/$mix.ours.log" 2>&1
+  types=$(grep '^types:' "$out/$mix.ours.log" | cut -d' ' -f2- | tr -d '|')
+  if build/peer/bin/dump_logits -m "$f" -t "$out/toks.txt" -o "$out/$mix.peer.npy" --mode batch \
+       --threads 2 >"$out/$mix.peer.log" 2>&1; then
+    other="upstream llama.cpp"
+    if [ "$mix" != f32 ]; then
+      # the same file with every tensor widened exactly to F32: upstream then runs float
+      # matmuls without its 8-bit activation rounding, which isolates that rounding
+      scripts/reference/.venv/bin/python scripts/peer/gguf_to_f32.py "$f" "$out/$mix.f32w.gguf" >/dev/null
+      build/peer/bin/dump_logits -m "$out/$mix.f32w.gguf" -t "$out/toks.txt" -o "$out/$mix.f32w.npy" \
+        --mode batch --threads 2 >"$out/$mix.f32w.log" 2>&1
+      $PY - "$out/$mix.ours.npy" "$out/$mix.f32w.npy" "$mix" "$types" "upstream on the F32-widened copy" <<'PYEOF' || true
+import sys, numpy as np
+a, b = np.load(sys.argv[1]).astype(np.float64), np.load(sys.argv[2]).astype(np.float64)
+n = ((a - b) ** 2).sum(1) / (b ** 2).sum(1)
+print(f"| {sys.argv[3]} | {sys.argv[4]} | {sys.argv[5]} | {n.max():.3e} | {np.median(n):.3e} | {(a.argmax(1) == b.argmax(1)).mean():.4f} | (attribution) |")
+PYEOF
+    fi
+  else
+    other="dsv4 ref backend (upstream refuses the file)"
+    "$BIN/dsv4-cli" -m "$f" --ids "$ids" -n 0 --all-logits --dump-logits "$out/$mix.peer.npy" \
+      --no-official-numerics --backend ref >"$out/$mix.ref.log" 2>&1
+  fi
+  if $PY - "$out/$mix.ours.npy" "$out/$mix.peer.npy" "$mix" "$types" "$other" <<'PYEOF'
+import sys, numpy as np
+a, b = np.load(sys.argv[1]).astype(np.float64), np.load(sys.argv[2]).astype(np.float64)
+n = ((a - b) ** 2).sum(1) / (b ** 2).sum(1)
+top = (a.argmax(1) == b.argmax(1)).mean()
+ok = n.max() <= 1e-3
+print(f"| {sys.argv[3]} | {sys.argv[4]} | {sys.argv[5]} | {n.max():.3e} | {np.median(n):.3e} | {top:.4f} | {'yes' if ok else 'NO'} |")
+sys.exit(0 if ok else 1)
+PYEOF
+  then :; else status=1; fi
+done
+exit $status
