@@ -1,0 +1,619 @@
+// dsv4 backend/cpu: CpuOps (see cpu_ops.h). Section numbers refer to dsv4-architecture.md.
+#include "dsv4/backend/cpu/cpu_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "dsv4/core/status.h"
+#include "kernels.h"
+
+namespace dsv4::backend {
+
+using cpu::Kernels;
+
+// ---- SIMD levels -------------------------------------------------------------------------------
+
+const char* simd_level_name(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kScalar: return "scalar";
+    case SimdLevel::kAvx2: return "avx2";
+    case SimdLevel::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+bool simd_level_supported(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kScalar: return true;
+#if defined(__x86_64__)
+    case SimdLevel::kAvx2:
+      // (clang's __builtin_cpu_supports has no "f16c"; every AVX2 CPU has it in practice)
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+#if !defined(__clang__)
+             && __builtin_cpu_supports("f16c")
+#endif
+          ;
+    case SimdLevel::kAvx512:
+      return simd_level_supported(SimdLevel::kAvx2) && __builtin_cpu_supports("avx512f") &&
+             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#else
+    default: return false;
+#endif
+  }
+  return false;
+}
+
+SimdLevel best_simd_level() {
+  if (simd_level_supported(SimdLevel::kAvx512)) return SimdLevel::kAvx512;
+  if (simd_level_supported(SimdLevel::kAvx2)) return SimdLevel::kAvx2;
+  return SimdLevel::kScalar;
+}
+
+namespace {
+
+const Kernels* kernels_for(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kAvx512: return cpu::kernels_avx512();
+    case SimdLevel::kAvx2: return cpu::kernels_avx2();
+    case SimdLevel::kScalar: break;
+  }
+  return &cpu::kernels_scalar();
+}
+
+SimdLevel checked_level(SimdLevel want) {
+  if (simd_level_supported(want)) return want;
+  const SimdLevel best = best_simd_level();
+  std::fprintf(stderr, "dsv4: SIMD level %s is not supported here; using %s\n",
+               simd_level_name(want), simd_level_name(best));
+  return best;
+}
+
+constexpr int64_t kRowTile = 4;  // weight rows dequantized together (dot_rows' maximum)
+constexpr int64_t kFusedMaxTokens = 2;  // up to this many tokens: fused dequant-dot kernels
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline float sigmoidf(float v) { return 1.0f / (1.0f + std::exp(-v)); }
+inline double sigmoidd(double v) { return 1.0 / (1.0 + std::exp(-v)); }
+
+// Checks a weight's geometry (a broken one is our own bug: the loader validates files).
+void check_weight(const Weight& w) {
+  const quant::QTypeInfo* info = quant::qtype_info(w.type);
+  DSV4_CHECK(info != nullptr);
+  DSV4_CHECK(w.data != nullptr && w.cols > 0 && w.rows >= 0);
+  DSV4_CHECK(w.cols % info->block_size == 0);
+  DSV4_CHECK(w.row_bytes >= static_cast<size_t>(w.cols / info->block_size) * info->type_size);
+}
+
+}  // namespace
+
+// ---- construction ------------------------------------------------------------------------------
+
+CpuOps::CpuOps(int n_threads, SimdLevel level)
+    : level_(checked_level(level)), k_(kernels_for(level_)) {
+  n_threads_ = std::max(1, n_threads);
+  pool_ = std::make_unique<ThreadPool>(n_threads_);
+  scratch_.resize(static_cast<size_t>(n_threads_));
+}
+
+CpuOps::~CpuOps() = default;
+
+std::string CpuOps::name() const { return std::string("cpu[") + simd_level_name(level_) + "]"; }
+
+void CpuOps::set_threads(int n_threads) {
+  n_threads_ = std::max(1, n_threads);
+  if (n_threads_ > pool_->threads()) {
+    pool_.reset();
+    pool_ = std::make_unique<ThreadPool>(n_threads_);
+  }
+  if (scratch_.size() < static_cast<size_t>(pool_->threads()))
+    scratch_.resize(static_cast<size_t>(pool_->threads()));
+}
+
+float* CpuOps::scratch(int thread, size_t n_floats) {
+  std::vector<float>& s = scratch_[static_cast<size_t>(thread)];
+  if (s.size() < n_floats) s.resize(n_floats);
+  return s.data();
+}
+
+bool CpuOps::dequantize_row(quant::QType type, const void* src, float* dst, int64_t n) const {
+  const quant::QTypeInfo* info = quant::qtype_info(type);
+  if (info == nullptr || n < 0 || n % info->block_size != 0) return false;
+  return k_->dequant(type, static_cast<const uint8_t*>(src), dst, n);
+}
+
+std::unique_ptr<Ops> make_cpu_ops(int n_threads) {
+  SimdLevel level = best_simd_level();
+  if (const char* env = std::getenv("DSV4_SIMD"); env != nullptr && *env != '\0') {
+    SimdLevel want = level;
+    bool known = true;
+    if (std::strcmp(env, "scalar") == 0) want = SimdLevel::kScalar;
+    else if (std::strcmp(env, "avx2") == 0) want = SimdLevel::kAvx2;
+    else if (std::strcmp(env, "avx512") == 0) want = SimdLevel::kAvx512;
+    else known = false;
+    if (!known)
+      std::fprintf(stderr, "dsv4: DSV4_SIMD=%s is not one of scalar|avx2|avx512; using %s\n", env,
+                   simd_level_name(level));
+    else
+      level = want;  // an unsupported request falls back (with a warning) in the constructor
+  }
+  return std::make_unique<CpuOps>(n_threads, level);
+}
+
+std::unique_ptr<CpuOps> make_cpu_ops(int n_threads, SimdLevel level) {
+  return std::make_unique<CpuOps>(n_threads, level);
+}
+
+// ---- matmul (§1) -------------------------------------------------------------------------------
+
+void CpuOps::matmul_rows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t ldx,
+                         int64_t n, float* y, int64_t ldy, int thread) {
+  const int64_t K = w.cols;
+  // Few tokens: dequantize in registers (fused kernel), bit-identical to the scratch path.
+  if (n <= kFusedMaxTokens && k_->has_fused != nullptr && k_->has_fused(w.type, K)) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* row = w.data + static_cast<size_t>(r) * w.row_bytes;
+      for (int64_t t = 0; t < n; ++t) k_->dot_fused(w.type, row, x + t * ldx, K, y + t * ldy + r);
+    }
+    return;
+  }
+  float* s = scratch(thread, static_cast<size_t>(kRowTile * K));
+  for (int64_t rb = r0; rb < r1; rb += kRowTile) {
+    const int nr = static_cast<int>(std::min(kRowTile, r1 - rb));
+    for (int i = 0; i < nr; ++i)
+      DSV4_CHECK(k_->dequant(w.type, w.data + static_cast<size_t>(rb + i) * w.row_bytes, s + i * K, K));
+    float o[kRowTile];
+    for (int64_t t = 0; t < n; ++t) {
+      k_->dot_rows(s, K, nr, x + t * ldx, K, o);
+      float* yt = y + t * ldy + rb;
+      for (int i = 0; i < nr; ++i) yt[i] = o[i];
+    }
+  }
+}
+
+void CpuOps::matmul(const Weight& w, const float* x, int64_t ldx, int64_t n, float* y,
+                    int64_t ldy) {
+  if (n <= 0 || w.rows <= 0) return;
+  check_weight(w);
+  DSV4_CHECK(ldx >= w.cols && ldy >= w.rows);
+  const int64_t tiles = ceil_div(w.rows, kRowTile);
+  pool_->parallel_for(
+      tiles,
+      [&](int64_t b, int64_t e, int t) {
+        matmul_rows(w, b * kRowTile, std::min(e * kRowTile, w.rows), x, ldx, n, y, ldy, t);
+      },
+      n_threads_);
+}
+
+// ---- RMSNorm (§1) ------------------------------------------------------------------------------
+
+void CpuOps::rms_norm(const float* x, const float* w, int64_t n, int64_t dim, float eps,
+                      float* y) {
+  if (n <= 0 || dim <= 0) return;
+  pool_->parallel_for(
+      n,
+      [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; ++t) {
+          const float* xt = x + t * dim;
+          float* yt = y + t * dim;
+          double acc[4] = {0, 0, 0, 0};
+          int64_t c = 0;
+          for (; c + 4 <= dim; c += 4)
+            for (int l = 0; l < 4; ++l) acc[l] += static_cast<double>(xt[c + l]) * xt[c + l];
+          for (int l = 0; c < dim; ++c, ++l) acc[l] += static_cast<double>(xt[c]) * xt[c];
+          const double ss = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+          const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(dim) + eps));
+          if (w != nullptr) {
+            for (int64_t i = 0; i < dim; ++i) yt[i] = xt[i] * r * w[i];
+          } else {
+            for (int64_t i = 0; i < dim; ++i) yt[i] = xt[i] * r;
+          }
+        }
+      },
+      n_threads_);
+}
+
+// ---- hyper-connections (§5) --------------------------------------------------------------------
+
+void CpuOps::hc_mix(const float* X, int64_t n, int64_t hc, int64_t D, const Weight& fn,
+                    float norm_eps, float* m) {
+  const int64_t F = hc * D;
+  DSV4_CHECK(fn.cols == F);
+  matmul(fn, X, F, n, m, fn.rows);
+  pool_->parallel_for(
+      n,
+      [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; ++t) {
+          const float* xt = X + t * F;
+          double acc[4] = {0, 0, 0, 0};
+          int64_t c = 0;
+          for (; c + 4 <= F; c += 4)
+            for (int l = 0; l < 4; ++l) acc[l] += static_cast<double>(xt[c + l]) * xt[c + l];
+          for (int l = 0; c < F; ++c, ++l) acc[l] += static_cast<double>(xt[c]) * xt[c];
+          const double ss = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+          const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(F) + norm_eps));
+          for (int64_t i = 0; i < fn.rows; ++i) m[t * fn.rows + i] *= r;
+        }
+      },
+      n_threads_);
+}
+
+void CpuOps::hc_coeffs(const float* X, int64_t n, int64_t hc, int64_t D, const HcWeights& p,
+                       float norm_eps, float hc_eps, int64_t sinkhorn_iters, float* pre,
+                       float* post, float* comb) {
+  if (n <= 0) return;
+  const int64_t nm = (2 + hc) * hc;
+  DSV4_CHECK(p.fn.rows == nm && hc <= 64);
+  if (buf_a_.size() < static_cast<size_t>(n * nm)) buf_a_.resize(static_cast<size_t>(n * nm));
+  float* m = buf_a_.data();
+  hc_mix(X, n, hc, D, p.fn, norm_eps, m);
+  // §5.1, §5.2 per token, in double (hc² values: cheap).
+  pool_->parallel_for(
+      n,
+      [&](int64_t b, int64_t e, int th) {
+        double* C = reinterpret_cast<double*>(scratch(th, static_cast<size_t>(2 * hc * hc)));
+        const double eps = hc_eps;
+        for (int64_t t = b; t < e; ++t) {
+          const float* mt = m + t * nm;
+          for (int64_t j = 0; j < hc; ++j) {
+            pre[t * hc + j] = static_cast<float>(sigmoidd(static_cast<double>(mt[j]) * p.scale[0] + p.base[j]) + eps);
+            post[t * hc + j] = static_cast<float>(
+                2.0 * sigmoidd(static_cast<double>(mt[hc + j]) * p.scale[1] + p.base[hc + j]));
+          }
+          for (int64_t j = 0; j < hc; ++j) {
+            double mx = -std::numeric_limits<double>::infinity();
+            for (int64_t k = 0; k < hc; ++k) {
+              const int64_t i = 2 * hc + j * hc + k;
+              C[j * hc + k] = static_cast<double>(mt[i]) * p.scale[2] + p.base[i];
+              mx = std::max(mx, C[j * hc + k]);
+            }
+            double s = 0;
+            for (int64_t k = 0; k < hc; ++k) s += (C[j * hc + k] = std::exp(C[j * hc + k] - mx));
+            for (int64_t k = 0; k < hc; ++k) C[j * hc + k] = C[j * hc + k] / s + eps;
+          }
+          auto col_norm = [&] {
+            for (int64_t k = 0; k < hc; ++k) {
+              double s = 0;
+              for (int64_t j = 0; j < hc; ++j) s += C[j * hc + k];
+              for (int64_t j = 0; j < hc; ++j) C[j * hc + k] /= (s + eps);
+            }
+          };
+          col_norm();
+          for (int64_t it = 0; it < sinkhorn_iters - 1; ++it) {
+            for (int64_t j = 0; j < hc; ++j) {
+              double s = 0;
+              for (int64_t k = 0; k < hc; ++k) s += C[j * hc + k];
+              for (int64_t k = 0; k < hc; ++k) C[j * hc + k] /= (s + eps);
+            }
+            col_norm();
+          }
+          for (int64_t i = 0; i < hc * hc; ++i) comb[t * hc * hc + i] = static_cast<float>(C[i]);
+        }
+      },
+      n_threads_);
+}
+
+void CpuOps::hc_pre(const float* X, int64_t n, int64_t hc, int64_t D, const float* pre,
+                    float* u) {
+  if (n <= 0) return;
+  pool_->parallel_for(
+      n,
+      [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; ++t) {
+          const float* xt = X + t * hc * D;
+          float* ut = u + t * D;
+          const float p0 = pre[t * hc];
+          for (int64_t c = 0; c < D; ++c) ut[c] = p0 * xt[c];
+          for (int64_t j = 1; j < hc; ++j) k_->axpy(pre[t * hc + j], xt + j * D, ut, D);
+        }
+      },
+      n_threads_);
+}
+
+void CpuOps::hc_post(float* X, int64_t n, int64_t hc, int64_t D, const float* post,
+                     const float* comb, const float* F) {
+  if (n <= 0) return;
+  pool_->parallel_for(
+      n,
+      [&](int64_t b, int64_t e, int th) {
+        float* old = scratch(th, static_cast<size_t>(hc * D));
+        for (int64_t t = b; t < e; ++t) {
+          float* xt = X + t * hc * D;
+          std::memcpy(old, xt, static_cast<size_t>(hc * D) * sizeof(float));
+          const float* ft = F + t * D;
+          const float* ct = comb + t * hc * hc;
+          for (int64_t k = 0; k < hc; ++k) {
+            float* o = xt + k * D;
+            const float pk = post[t * hc + k];
+            for (int64_t c = 0; c < D; ++c) o[c] = pk * ft[c];
+            for (int64_t j = 0; j < hc; ++j) k_->axpy(ct[j * hc + k], old + j * D, o, D);
+          }
+        }
+      },
+      n_threads_);
+}
+
+void CpuOps::hc_head(const float* X, int64_t n, int64_t hc, int64_t D, const HcWeights& p,
+                     float norm_eps, float hc_eps, float* y) {
+  if (n <= 0) return;
+  DSV4_CHECK(p.fn.rows == hc && hc <= 64);
+  if (buf_a_.size() < static_cast<size_t>(n * hc)) buf_a_.resize(static_cast<size_t>(n * hc));
+  float* m = buf_a_.data();
+  hc_mix(X, n, hc, D, p.fn, norm_eps, m);
+  pool_->parallel_for(
+      n,
+      [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; ++t) {
+          const float* xt = X + t * hc * D;
+          float* yt = y + t * D;
+          for (int64_t j = 0; j < hc; ++j) {
+            const float wj = static_cast<float>(
+                sigmoidd(static_cast<double>(m[t * hc + j]) * p.scale[0] + p.base[j]) + hc_eps);
+            if (j == 0) {
+              for (int64_t c = 0; c < D; ++c) yt[c] = wj * xt[c];
+            } else {
+              k_->axpy(wj, xt + j * D, yt, D);
+            }
+          }
+        }
+      },
+      n_threads_);
+}
+
+// ---- RoPE (§7.1) -------------------------------------------------------------------------------
+
+void CpuOps::rope(float* x, int64_t n, int64_t heads, int64_t dim, const float* freqs,
+                  int64_t n_freq, const int64_t* pos, bool inverse) {
+  if (n <= 0 || n_freq <= 0) return;
+  DSV4_CHECK(2 * n_freq <= dim);
+  const int64_t off = dim - 2 * n_freq;
+  pool_->parallel_for(
+      n,
+      [&](int64_t b, int64_t e, int th) {
+        float* cs = scratch(th, static_cast<size_t>(2 * n_freq));
+        for (int64_t t = b; t < e; ++t) {
+          for (int64_t i = 0; i < n_freq; ++i) {
+            const float ang = static_cast<float>(pos[t]) * freqs[i];  // one fp32 rounding
+            cs[2 * i] = std::cos(ang);
+            cs[2 * i + 1] = inverse ? -std::sin(ang) : std::sin(ang);
+          }
+          for (int64_t h = 0; h < heads; ++h) {
+            float* v = x + (t * heads + h) * dim + off;
+            for (int64_t i = 0; i < n_freq; ++i) {
+              const float c = cs[2 * i], s = cs[2 * i + 1];
+              const float x0 = v[2 * i], x1 = v[2 * i + 1];
+              v[2 * i] = x0 * c - x1 * s;
+              v[2 * i + 1] = x0 * s + x1 * c;
+            }
+          }
+        }
+      },
+      n_threads_);
+}
+
+// ---- sparse attention with sinks (§7.6) --------------------------------------------------------
+
+void CpuOps::attention(const float* q, int64_t n, int64_t H, int64_t Dh, const float* kv,
+                       const int64_t* offsets, const int32_t* indices, const float* sinks,
+                       float scale, float* out) {
+  if (n <= 0 || H <= 0) return;
+  int64_t max_rows = 0;
+  for (int64_t t = 0; t < n; ++t) max_rows = std::max(max_rows, offsets[t + 1] - offsets[t]);
+  pool_->parallel_for(
+      n * H,
+      [&](int64_t b, int64_t e, int th) {
+        float* s = scratch(th, static_cast<size_t>(std::max<int64_t>(max_rows, 1)));
+        for (int64_t task = b; task < e; ++task) {
+          const int64_t t = task / H, h = task % H;
+          const float* qh = q + task * Dh;
+          float* oh = out + task * Dh;
+          std::fill(oh, oh + Dh, 0.0f);
+          const int64_t k0 = offsets[t], nk = offsets[t + 1] - offsets[t];
+          if (nk <= 0) continue;
+          float mx = (sinks != nullptr) ? sinks[h] : -std::numeric_limits<float>::infinity();
+          for (int64_t k = 0; k < nk; ++k) {
+            s[k] = scale * k_->dot(qh, kv + static_cast<int64_t>(indices[k0 + k]) * Dh, Dh);
+            mx = std::max(mx, s[k]);
+          }
+          double den = (sinks != nullptr) ? static_cast<double>(std::exp(sinks[h] - mx)) : 0.0;
+          for (int64_t k = 0; k < nk; ++k) den += (s[k] = std::exp(s[k] - mx));
+          const float inv = static_cast<float>(1.0 / den);
+          for (int64_t k = 0; k < nk; ++k)
+            k_->axpy(s[k] * inv, kv + static_cast<int64_t>(indices[k0 + k]) * Dh, oh, Dh);
+        }
+      },
+      n_threads_);
+}
+
+// ---- lightning indexer scores (§7.5) -----------------------------------------------------------
+
+void CpuOps::indexer_scores(const float* qI, const float* wI, int64_t n, int64_t nI, int64_t dI,
+                            const float* keys, const int64_t* n_vis, float scale, float* score,
+                            int64_t ld_score) {
+  if (n <= 0) return;
+  constexpr int64_t kKeyChunk = 64;
+  int64_t max_chunks = 0;
+  for (int64_t t = 0; t < n; ++t) max_chunks = std::max(max_chunks, ceil_div(n_vis[t], kKeyChunk));
+  if (max_chunks == 0) return;
+  pool_->parallel_for(
+      n * max_chunks,
+      [&](int64_t b, int64_t e) {
+        for (int64_t task = b; task < e; ++task) {
+          const int64_t t = task / max_chunks, j0 = (task % max_chunks) * kKeyChunk;
+          const int64_t j1 = std::min(n_vis[t], j0 + kKeyChunk);
+          const float* qt = qI + t * nI * dI;
+          for (int64_t j = j0; j < j1; ++j) {
+            const float* kj = keys + j * dI;
+            float acc = 0.0f;
+            for (int64_t h = 0; h < nI; ++h) {
+              const float d = k_->dot(qt + h * dI, kj, dI);
+              acc += (wI[t * nI + h] * scale) * std::max(d, 0.0f);
+            }
+            score[t * ld_score + j] = acc;
+          }
+        }
+      },
+      n_threads_);
+}
+
+// ---- MoE experts (§8.2) ------------------------------------------------------------------------
+
+void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_used,
+                 const int32_t* ids, const float* weights, float limit, float* y) {
+  if (n <= 0 || n_used <= 0) return;
+  check_weight(ew.gate);
+  check_weight(ew.up);
+  check_weight(ew.down);
+  const int64_t I = ew.n_ff, D = ew.n_embd;
+  DSV4_CHECK(I > 0 && D > 0 && ew.gate.rows % I == 0 && ew.up.rows == ew.gate.rows);
+  DSV4_CHECK(ew.gate.cols == D && ew.up.cols == D && ew.down.cols == I);
+  const int64_t E = ew.gate.rows / I;
+  DSV4_CHECK(ew.down.rows == E * D);
+  const int64_t S = n * n_used;  // slots (t, k), slot = t·n_used + k
+
+  // Group slots by expert, each expert's slots in (t, k) order.
+  ibuf_a_.assign(static_cast<size_t>(E + 1), 0);  // start of expert e's slots in ibuf_b_
+  int64_t* start = ibuf_a_.data();
+  for (int64_t s = 0; s < S; ++s) {
+    const int32_t e = ids[s];
+    if (e < 0) continue;
+    DSV4_CHECK(e < E);
+    ++start[e + 1];
+  }
+  for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
+  if (ibuf_b_.size() < static_cast<size_t>(S)) ibuf_b_.resize(static_cast<size_t>(S));
+  int64_t* slots = ibuf_b_.data();
+  {
+    if (ibuf_c_.size() < static_cast<size_t>(E)) ibuf_c_.resize(static_cast<size_t>(E));
+    int64_t* fill = ibuf_c_.data();
+    for (int64_t e = 0; e < E; ++e) fill[e] = start[e];
+    for (int64_t s = 0; s < S; ++s)
+      if (ids[s] >= 0) slots[fill[ids[s]]++] = s;
+  }
+  // Tasks: (expert, first row) chunks of one expert's rows; gate/up first, then down.
+  constexpr int64_t kUpChunk = 16, kDownChunk = 16;
+  ibuf_c_.clear();
+  for (int64_t e = 0; e < E; ++e)
+    if (start[e + 1] > start[e])
+      for (int64_t r = 0; r < I; r += kUpChunk) ibuf_c_.push_back(e * I + r);
+  const size_t n_up_tasks = ibuf_c_.size();
+  for (int64_t e = 0; e < E; ++e)
+    if (start[e + 1] > start[e])
+      for (int64_t r = 0; r < D; r += kDownChunk) ibuf_c_.push_back(e * D + r);
+  const int64_t* tasks = ibuf_c_.data();
+
+  if (buf_a_.size() < static_cast<size_t>(S * I)) buf_a_.resize(static_cast<size_t>(S * I));
+  if (buf_b_.size() < static_cast<size_t>(S * D)) buf_b_.resize(static_cast<size_t>(S * D));
+  float* hbuf = buf_a_.data();  // h [slot][I]
+  float* obuf = buf_b_.data();  // down_e·h [slot][D]
+
+  // Whether the fused kernels take these types / lengths.
+  const bool fused_gu = k_->has_fused != nullptr && k_->has_fused(ew.gate.type, D) &&
+                        k_->has_fused(ew.up.type, D);
+  const bool fused_down = k_->has_fused != nullptr && k_->has_fused(ew.down.type, I);
+
+  // gate + up → h = w · silu(min(g, limit)) ⊙ clamp(u, ±limit), rows two at a time:
+  // scratch = [gate r, gate r+1, up r, up r+1] (or [gate r, up r]).
+  pool_->parallel_for(
+      static_cast<int64_t>(n_up_tasks),
+      [&](int64_t b, int64_t e_, int th) {
+        float* s = scratch(th, static_cast<size_t>(4 * D));
+        for (int64_t task = b; task < e_; ++task) {
+          const int64_t e = tasks[task] / I, r0 = tasks[task] % I;
+          const int64_t r1 = std::min(I, r0 + kUpChunk);
+          const int64_t n_slots = start[e + 1] - start[e];
+          if (n_slots <= kFusedMaxTokens && fused_gu) {
+            for (int64_t r = r0; r < r1; ++r) {
+              const size_t row = static_cast<size_t>(e * I + r);
+              for (int64_t si = start[e]; si < start[e + 1]; ++si) {
+                const int64_t slot = slots[si];
+                const float* xs = x + (slot / n_used) * D;
+                float g = 0, u = 0;
+                k_->dot_fused(ew.gate.type, ew.gate.data + row * ew.gate.row_bytes, xs, D, &g);
+                k_->dot_fused(ew.up.type, ew.up.data + row * ew.up.row_bytes, xs, D, &u);
+                g = std::min(g, limit);
+                u = std::clamp(u, -limit, limit);
+                hbuf[slot * I + r] = weights[slot] * (g * sigmoidf(g)) * u;
+              }
+            }
+            continue;
+          }
+          for (int64_t r = r0; r < r1; r += 2) {
+            const int nr = static_cast<int>(std::min<int64_t>(2, r1 - r));
+            for (int i = 0; i < nr; ++i) {
+              const size_t row = static_cast<size_t>(e * I + r + i);
+              DSV4_CHECK(k_->dequant(ew.gate.type, ew.gate.data + row * ew.gate.row_bytes, s + i * D, D));
+              DSV4_CHECK(k_->dequant(ew.up.type, ew.up.data + row * ew.up.row_bytes, s + (nr + i) * D, D));
+            }
+            float o[4];
+            for (int64_t si = start[e]; si < start[e + 1]; ++si) {
+              const int64_t slot = slots[si];
+              k_->dot_rows(s, D, 2 * nr, x + (slot / n_used) * D, D, o);
+              const float w = weights[slot];
+              for (int i = 0; i < nr; ++i) {
+                const float g = std::min(o[i], limit);
+                const float u = std::clamp(o[nr + i], -limit, limit);
+                hbuf[slot * I + r + i] = w * (g * sigmoidf(g)) * u;
+              }
+            }
+          }
+        }
+      },
+      n_threads_);
+
+  // down: obuf[slot] = down_e · h[slot], four rows at a time.
+  pool_->parallel_for(
+      static_cast<int64_t>(ibuf_c_.size() - n_up_tasks),
+      [&](int64_t b, int64_t e_, int th) {
+        float* s = scratch(th, static_cast<size_t>(kRowTile * I));
+        for (int64_t task = b; task < e_; ++task) {
+          const int64_t v = tasks[n_up_tasks + static_cast<size_t>(task)];
+          const int64_t e = v / D, r0 = v % D;
+          const int64_t r1 = std::min(D, r0 + kDownChunk);
+          if (start[e + 1] - start[e] <= kFusedMaxTokens && fused_down) {
+            for (int64_t r = r0; r < r1; ++r) {
+              const uint8_t* row = ew.down.data + static_cast<size_t>(e * D + r) * ew.down.row_bytes;
+              for (int64_t si = start[e]; si < start[e + 1]; ++si) {
+                const int64_t slot = slots[si];
+                k_->dot_fused(ew.down.type, row, hbuf + slot * I, I, obuf + slot * D + r);
+              }
+            }
+            continue;
+          }
+          for (int64_t r = r0; r < r1; r += kRowTile) {
+            const int nr = static_cast<int>(std::min(kRowTile, r1 - r));
+            for (int i = 0; i < nr; ++i) {
+              const size_t row = static_cast<size_t>(e * D + r + i);
+              DSV4_CHECK(k_->dequant(ew.down.type, ew.down.data + row * ew.down.row_bytes, s + i * I, I));
+            }
+            float o[kRowTile];
+            for (int64_t si = start[e]; si < start[e + 1]; ++si) {
+              const int64_t slot = slots[si];
+              k_->dot_rows(s, I, nr, hbuf + slot * I, I, o);
+              for (int i = 0; i < nr; ++i) obuf[slot * D + r + i] = o[i];
+            }
+          }
+        }
+      },
+      n_threads_);
+
+  // y[t] += Σ_k obuf[t, k], in k order.
+  pool_->parallel_for(
+      n,
+      [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; ++t) {
+          float* yt = y + t * D;
+          for (int64_t k = 0; k < n_used; ++k) {
+            if (ids[t * n_used + k] < 0) continue;
+            const float* o = obuf + (t * n_used + k) * D;
+            for (int64_t c = 0; c < D; ++c) yt[c] += o[c];
+          }
+        }
+      },
+      n_threads_);
+}
+
+}  // namespace dsv4::backend

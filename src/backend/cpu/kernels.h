@@ -1,0 +1,38 @@
+// dsv4 backend/cpu (internal): the per-SIMD-level kernel table.
+//
+// Every level provides the same functions; CpuOps picks one table at construction. Dot products
+// use a fixed lane layout per level (element c goes to lane c mod L, L = 8 scalar, 32 AVX2, 64
+// AVX-512) and a fixed final reduction, so dot(a, b, n) depends only on a, b, n and the level;
+// dot_rows(w, ldw, nr, x, n, out) gives, for each row, exactly dot(w_i, x, n).
+#pragma once
+
+#include <cstdint>
+
+#include "dsv4/quant/quant.h"
+
+namespace dsv4::backend::cpu {
+
+struct Kernels {
+  // n elements of `type` (n a multiple of the block size, checked by the caller) from src to
+  // dst, bit-identical to quant::dequantize_row. False for an unsupported type.
+  bool (*dequant)(quant::QType type, const uint8_t* src, float* dst, int64_t n);
+  // Σ_c a[c]·b[c], float32, fixed lanes.
+  float (*dot)(const float* a, const float* b, int64_t n);
+  // out[i] = dot(w + i·ldw, x, n) for i < nr, 1 ≤ nr ≤ 4 (bit-identical to dot).
+  void (*dot_rows)(const float* w, int64_t ldw, int nr, const float* x, int64_t n, float* out);
+  // y[c] += a·x[c] (one rounding per multiply and per add: no FMA, so every level agrees with
+  // a plain loop up to nothing).
+  void (*axpy)(float a, const float* x, float* y, int64_t n);
+  // Optional (nullptr: none): *out = dot(dequant(row), x, n) without the scratch round trip,
+  // bit-identical to it. False when this type / n has no fused kernel (use dequant + dot).
+  bool (*dot_fused)(quant::QType type, const uint8_t* row, const float* x, int64_t n, float* out);
+  // Whether dot_fused takes `type` for rows of n elements (nullptr: never).
+  bool (*has_fused)(quant::QType type, int64_t n);
+};
+
+const Kernels& kernels_scalar();
+// nullptr when the build has no such level (non-x86).
+const Kernels* kernels_avx2();
+const Kernels* kernels_avx512();
+
+}  // namespace dsv4::backend::cpu

@@ -1,0 +1,78 @@
+// dsv4 core: a small persistent thread pool with a static-partition parallel_for.
+//
+// ThreadPool(n) owns n − 1 worker threads; the calling thread is thread 0 and takes part in every
+// parallel_for. parallel_for(n_tasks, fn) splits [0, n_tasks) into `threads()` contiguous chunks
+// (chunk i = [i·n_tasks/T, (i+1)·n_tasks/T), T = min(threads(), n_tasks)) and runs chunk i on
+// thread i: fn(begin, end) or fn(begin, end, thread_index). The same n_tasks and thread count
+// always give the same chunk to the same thread index (callers may key per-thread scratch on it).
+//
+// parallel_for(n_tasks, fn, max_threads) uses at most max_threads threads (0 = all of them).
+//
+// Cost: no allocation per call; workers spin briefly on a generation counter, then sleep on a
+// condition variable. Threading: parallel_for may be called from one thread at a time (the pool's
+// owner) and must not be nested (a call from inside fn runs the whole range inline on that
+// thread). fn must not throw. Destruction joins the workers.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace dsv4 {
+
+class ThreadPool {
+ public:
+  // n_threads ≥ 1 (values < 1 are treated as 1): the caller plus n_threads − 1 workers.
+  explicit ThreadPool(int n_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int threads() const { return n_threads_; }
+
+  template <class F>
+  void parallel_for(int64_t n_tasks, F&& fn, int max_threads = 0) {
+    using Fn = std::remove_reference_t<F>;
+    run(n_tasks, [](void* ctx, int64_t b, int64_t e, int t) {
+      Fn& f = *static_cast<Fn*>(ctx);
+      if constexpr (std::is_invocable_v<Fn&, int64_t, int64_t, int>) {
+        f(b, e, t);
+      } else {
+        (void)t;
+        f(b, e);
+      }
+    }, const_cast<void*>(static_cast<const void*>(&fn)), max_threads);
+  }
+
+ private:
+  using Call = void (*)(void* ctx, int64_t begin, int64_t end, int thread);
+
+  void run(int64_t n_tasks, Call call, void* ctx, int max_threads);
+  void worker(int index);
+  void chunk(int index, int64_t* begin, int64_t* end) const;
+
+  int n_threads_ = 1;
+  std::vector<std::thread> workers_;
+
+  // The current job (written by the owner before gen_ is bumped, read by workers after).
+  Call call_ = nullptr;
+  void* ctx_ = nullptr;
+  int64_t n_tasks_ = 0;
+  int n_active_ = 0;  // threads taking part in this job (≤ n_threads_)
+
+  std::atomic<uint64_t> gen_{0};
+  std::atomic<int> pending_{0};  // active workers not yet done with the current job
+  std::atomic<bool> busy_{false};
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;        // workers wait here for a new generation
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;   // the owner waits here for pending_ == 0
+};
+
+}  // namespace dsv4
