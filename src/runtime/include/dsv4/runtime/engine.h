@@ -3,7 +3,7 @@
 // An Engine owns a fixed number of slots; each slot is one sequence timeline (per-sequence
 // state of src/model) that grows by prefill/decode and can be rewound to any earlier length.
 // Implementations: ModelEngine (model_engine.h: a DeepSeek-V4 model on a backend) and, in tests
-// only, a scripted stand-in (tests/runtime/scripted_engine.h) that emits given tokens.
+// only, a scripted stand-in (tests/support/scripted_engine.h) that emits given tokens.
 //
 // Threading: not thread-safe. The scheduler thread is the only caller (docs/design.md §3,
 // "one owner of mutable inference state").

@@ -6,9 +6,9 @@
 // the best token. NaN/Inf logits fail the request with kInvalidArgument naming the first bad id;
 // they are never sampled.
 //
-// Determinism: the draw uses its own seeded generator (std::mt19937_64 with splitmix64
-// seeding, documented in sampler.cpp); the same logits, parameters and seed give the same token
-// on every machine and thread count.
+// Determinism: the draw uses its own seeded generator (xoshiro256** with splitmix64 seeding,
+// documented in sampler.cpp; no <random> distributions); the same logits, parameters and seed
+// give the same token on every machine and thread count.
 // Threading: a Sampler is used by one thread at a time.
 #pragma once
 

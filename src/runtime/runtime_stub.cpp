@@ -1,1 +1,0 @@
-// placeholder until the runtime lands (removed by it)
