@@ -32,7 +32,7 @@ using dsv4::Status;
 using dsv4::TensorClass;
 using dsv4::TensorSpec;
 
-constexpr uint32_t kF32 = 0, kF16 = 1, kQ8_0 = 8, kQ2_K = 10, kQ6_K = 14, kIQ2_XXS = 16,
+constexpr uint32_t kF32 = 0, kF16 = 1, kQ8_0 = 8, kQ2_K = 10, kQ4_K = 12, kQ6_K = 14, kIQ2_XXS = 16,
                    kIQ2_XS = 17, kIQ3_XXS = 18, kI32 = 26, kBF16 = 30, kMXFP4 = 39, kF8B128 = 42;
 
 HParams preset(const std::string& name) {
@@ -122,7 +122,9 @@ uint32_t type_for(const std::string& mix, const TensorSpec& s, int64_t n_last_la
     if (n.find("hc_") != std::string::npos || n.find("_ape.") != std::string::npos) return kF32;
     return kBF16;
   }
-  if (mix == "ds4-q2") {  // antirez/ds4 q2: IQ2_XXS gate/up, Q2_K down, Q8_0 projections + output, F16 rest
+  if (mix == "ds4-q2" || mix == "ds4-q4") {  // antirez/ds4 q2: IQ2_XXS gate/up, Q2_K down; q4: Q4_K
+    // all three (real-headers/ds4-q4.txt); both: Q8_0 projections + output, F16 rest
+    if (experts && mix == "ds4-q4") return kQ4_K;
     if (experts) return n.find("ffn_down_exps") != std::string::npos ? kQ2_K : kIQ2_XXS;
     if (projection || n == "output.weight") return kQ8_0;
     return kF16;
@@ -252,6 +254,7 @@ void fill_random(const TensorSpec& s, uint32_t type, uint64_t seed, int64_t n_ex
       return;
     }
     case kQ2_K: random_blocks<dsv4::quant::BlockQ2_K>(out, rng, sigma, dsv4::quant::QType::kQ2_K); return;
+    case kQ4_K: random_blocks<dsv4::quant::BlockQ4_K>(out, rng, sigma, dsv4::quant::QType::kQ4_K); return;
     case kQ6_K: random_blocks<dsv4::quant::BlockQ6_K>(out, rng, sigma, dsv4::quant::QType::kQ6_K); return;
     case kIQ2_XXS: random_blocks<dsv4::quant::BlockIQ2_XXS>(out, rng, sigma, dsv4::quant::QType::kIQ2_XXS); return;
     case kIQ2_XS: random_blocks<dsv4::quant::BlockIQ2_XS>(out, rng, sigma, dsv4::quant::QType::kIQ2_XS); return;
@@ -281,10 +284,11 @@ int main(int argc, char** argv) {
   app.add_option("--tokenizer", tokenizer, "tokenizer.json whose vocabulary the model gets")->required();
   app.add_option("--preset", preset_name, "tiny | small | flash-2l | flash")->capture_default_str();
   app.add_option("--mix", mix, "f32 | f16 | bf16 | upstream (MXFP4 experts, Q8_0 dense) | ds4-q2 "
-                               "(IQ2_XXS gate/up, Q2_K down, Q8_0 dense, F16 small) | unsloth-ud "
+                               "(IQ2_XXS gate/up, Q2_K down, Q8_0 dense, F16 small) | ds4-q4 (Q4_K experts, rest as ds4-q2) | unsloth-ud "
                                "(IQ3_XXS/IQ2_XS experts, MXFP4 last down, Q6_K/Q8_0 dense) | nsparks "
                                "(MXFP4 experts, F8_E4M3_B128 projections)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "upstream", "ds4-q2", "ds4-q4", "unsloth-ud", "nsparks"}));
   app.add_option("--seed", seed, "random seed")->capture_default_str();
   app.add_option("--ratios", ratios_s, "layer schedule, e.g. 0,0,4,128 (overrides the preset's)");
   app.add_option("--n-layer", n_layer, "trunk layers (schedule repeats the preset's pattern)");

@@ -7,12 +7,12 @@
 # Both sides without the §9.2/§9.3 simulation (upstream does not apply it).
 #
 # Usage: scripts/peer/flavour-logits.sh [BIN_DIR]   (default build/release/tools)
-# Env: MIXES (default "f32 upstream ds4-q2 unsloth-ud nsparks"), N_EMBD (256), N_TOK (48).
+# Env: MIXES (default "f32 upstream ds4-q2 ds4-q4 unsloth-ud nsparks"), N_EMBD (256), N_TOK (48).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-build/release/tools}
 PY=${PY:-.venv-test/bin/python}
-MIXES=${MIXES:-"f32 upstream ds4-q2 unsloth-ud nsparks"}
+MIXES=${MIXES:-"f32 upstream ds4-q2 ds4-q4 unsloth-ud nsparks"}
 N_EMBD=${N_EMBD:-256}
 N_TOK=${N_TOK:-48}
 out=$(mktemp -d)
