@@ -26,7 +26,7 @@ if ((${#missing[@]})); then
 fi
 
 PY_TEST_REQS=(pytest==9.2.0 numpy==2.4.6 gguf==0.19.0 openai==3.57.0 requests==2.34.2)
-if [ ! -x .venv-test/bin/python ] || ! .venv-test/bin/python -c "import pytest, numpy, gguf" 2>/dev/null; then
+if [ ! -x .venv-test/bin/python ] || ! .venv-test/bin/python -c "import pytest, numpy, gguf, openai, requests" 2>/dev/null; then
   echo "setup: creating .venv-test (${PY_TEST_REQS[*]})"
   python3 -m venv .venv-test
   .venv-test/bin/pip install -q --disable-pip-version-check "${PY_TEST_REQS[@]}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 2: set up, build and run every non-slow test. .ci/run calls this.
 # Stages: release build + tests; asan (ASan+UBSan) build + tests, fuzz corpora replayed as tests;
-# Python tests once against the asan binaries; the CUDA library compiled for one architecture.
+# Python tests once against the asan binaries (incl. dsv4-server with the openai client); the
+# scheduler over the real engine under TSan; the CUDA library compiled for one architecture.
 # Prints a minutes-per-stage table at the end (copy it into the README's developer section).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,9 @@ stage "test asan (incl. fuzz corpora)" ctest --preset asan -j"$JOBS"
 stage "pytest (asan binaries)" env DSV4_BIN_DIR="$PWD/build/asan/tools" \
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
   .venv-test/bin/python -m pytest -q tests/python
+stage "tsan: scheduler and engine under ThreadSanitizer" bash -c \
+  "cmake --preset tsan >/dev/null && cmake --build --preset tsan -j$JOBS --target scheduler_test scheduler_model_test \
+   && build/tsan/tests/runtime/scheduler_test && build/tsan/tests/engine/scheduler_model_test"
 if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
   export PATH=$PATH:/usr/local/cuda/bin
   stage "build cuda (sm_80 only)" bash -c \
