@@ -1,0 +1,649 @@
+// dsv4-bench: prompt-processing (pp) and generation (tg) speed of the DeepSeek-V4 forward pass on
+// the CPU backend, in the style of llama-bench (issue 7, scope 1; docs/design.md §5).
+//
+//   dsv4-bench -m FILE [-m FILE ...] [-p 512] [-n 128] [-d 0,4096] [-r 5] [-t 2] [-b 2048]
+//              [-ub 512] [-o md|csv|json] [--no-warmup] [--stream-mb 128] [--stream-reps 5]
+//
+// Every list option takes comma separated values; each combination is one test row, named like
+// llama-bench: "pp512", "tg128", "pp512 @ d4096".
+//
+// What is timed: only Forward::run calls. Token ids are drawn before the timed region from a
+// fixed seed (uniform over the vocabulary; --seed); nothing is tokenized or sampled. pp runs the
+// prompt in ubatch-sized Forward::run calls (min(-b, -ub) tokens each) with the logits of the
+// last token of each call, as llama-bench's llama_decode does. tg runs one token per call; the
+// next input is the next pre-drawn id (--tg-input random, default, like llama-bench's random
+// tokens) or the argmax of the previous logits (--tg-input argmax; the argmax is inside the
+// timed region, it costs one pass over n_vocab floats).
+//
+// Depth (-d): the state at depth d (d random tokens, in ubatch-sized calls) is built once per
+// (file, depth) and snapshotted with SequenceState::checkpoint(); before every repetition (and
+// the warm-up) the sequence is restored to it, so every repetition starts from the same state.
+// restore() only goes backwards on the same sequence, so one SequenceState per depth is used.
+//
+// Statistics: each repetition gives tokens/s = tokens / time; the row shows the mean ± sample sd
+// over the repetitions (as llama-bench: avg_ts, stddev_ts). One warm-up run precedes the
+// repetitions of each test unless --no-warmup.
+//
+// Bandwidth: for tg the achieved GB/s = bytes read per token / time per token, where bytes read
+// per token = Model::active_bytes_per_token() (dense weights + n_expert_used routed experts per
+// layer + one embedding row; the output head is dense) + the state bytes one decode step reads
+// at the test's mean position (an estimate from the hyperparameters, see state_read_bytes below).
+// Next to it: the machine's bandwidth measured by a STREAM-style copy and triad over three float
+// arrays of --stream-mb MiB each, threads = the largest -t, best of --stream-reps, counted as
+// STREAM does (copy 2 × array bytes, triad 3 × array bytes; write-allocate traffic not counted).
+//
+// Output: md (default), csv or json on stdout; progress and the model summary on stderr.
+//
+// Guard mode (--logits-ids 1,2,3 --logits-out FILE.npy): no benchmark; runs the given ids through
+// the first -m file in -ub sized calls and writes the logits of every position as float32 .npy
+// [n_ids][n_vocab] (what bench/compare-llama-cpp.sh compares with upstream's dump_logits).
+//
+// "-ub" is accepted as llama-bench spells it (CLI11 2.1 takes only one-letter short names, so it
+// is rewritten to --ubatch-size before parsing).
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <span>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dsv4/backend/cpu/cpu_ops.h"
+#include "dsv4/format/npy.h"
+#include "dsv4/model/forward.h"
+#include "dsv4/model/model.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using dsv4::Status;
+using dsv4::model::Forward;
+using dsv4::model::Model;
+using dsv4::model::SeqInput;
+using dsv4::model::SequenceState;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// ---- machine and build description
+
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const size_t c = line.find(':');
+      if (c != std::string::npos) {
+        std::string v = line.substr(c + 1);
+        const size_t b = v.find_first_not_of(" \t");
+        return b == std::string::npos ? std::string() : v.substr(b);
+      }
+    }
+  }
+  return "unknown";
+}
+
+int online_cores() { return static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN))); }
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string read_first_line(const std::string& path) {
+  std::ifstream f(path);
+  std::string line;
+  if (!f || !std::getline(f, line)) return {};
+  return trim(line);
+}
+
+// The source tree's commit: a DSV4_GIT_COMMIT compile definition if the build passes one, else
+// the environment variable DSV4_COMMIT, else read from the .git directory of the source tree this
+// file was compiled from (HEAD → ref → loose ref or packed-refs; no git process is started),
+// abbreviated to 7 hex digits. "unknown" when none is available.
+std::string source_commit() {
+#ifdef DSV4_GIT_COMMIT
+  return DSV4_GIT_COMMIT;
+#else
+  if (const char* e = std::getenv("DSV4_COMMIT"); e != nullptr && *e != '\0') return e;
+  std::string dir = __FILE__;  // .../tools/bench.cpp
+  for (int up = 0; up < 2; ++up) {
+    const size_t s = dir.rfind('/');
+    if (s == std::string::npos) return "unknown";
+    dir.resize(s);
+  }
+  const std::string git = dir + "/.git";
+  std::string head = read_first_line(git + "/HEAD");
+  if (head.empty()) return "unknown";
+  std::string hash;
+  if (head.rfind("ref: ", 0) == 0) {
+    const std::string ref = head.substr(5);
+    hash = read_first_line(git + "/" + ref);
+    if (hash.empty()) {
+      std::ifstream pr(git + "/packed-refs");
+      std::string line;
+      while (std::getline(pr, line)) {
+        line = trim(line);
+        if (line.size() > 41 && line.compare(41, std::string::npos, ref) == 0) {
+          hash = line.substr(0, 40);
+          break;
+        }
+      }
+    }
+  } else {
+    hash = head;  // detached
+  }
+  if (hash.size() < 7) return "unknown";
+  return hash.substr(0, 7);
+#endif
+}
+
+// ---- STREAM-style bandwidth
+
+struct StreamResult {
+  double copy_gbs = 0, triad_gbs = 0;
+  size_t array_bytes = 0;
+  int threads = 0, reps = 0;
+};
+
+// Runs fn(begin, end) over [0, n) split into `threads` contiguous parts, one per thread.
+template <class Fn>
+void parallel_for(int threads, size_t n, Fn fn) {
+  std::vector<std::thread> ts;
+  const size_t per = (n + static_cast<size_t>(threads) - 1) / static_cast<size_t>(threads);
+  for (int t = 0; t < threads; ++t) {
+    const size_t b = std::min(n, per * static_cast<size_t>(t));
+    const size_t e = std::min(n, b + per);
+    ts.emplace_back([=] { fn(b, e); });
+  }
+  for (auto& t : ts) t.join();
+}
+
+StreamResult measure_bandwidth(size_t mib, int threads, int reps) {
+  StreamResult r;
+  const size_t n = mib * 1024 * 1024 / sizeof(float);
+  r.array_bytes = n * sizeof(float);
+  r.threads = threads;
+  r.reps = reps;
+  std::unique_ptr<float[]> a(new float[n]), b(new float[n]), c(new float[n]);
+  float* pa = a.get();
+  float* pb = b.get();
+  float* pc = c.get();
+  // First touch by the threads that later stream the same ranges.
+  parallel_for(threads, n, [=](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) {
+      pa[i] = 1.0f;
+      pb[i] = 2.0f;
+      pc[i] = 0.0f;
+    }
+  });
+  double best_copy = 1e30, best_triad = 1e30;
+  const float s = 3.0f;
+  for (int rep = 0; rep < reps; ++rep) {
+    auto t0 = Clock::now();
+    parallel_for(threads, n, [=](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) pc[i] = pa[i];
+    });
+    best_copy = std::min(best_copy, seconds_since(t0));
+    t0 = Clock::now();
+    parallel_for(threads, n, [=](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) pa[i] = pb[i] + s * pc[i];
+    });
+    best_triad = std::min(best_triad, seconds_since(t0));
+  }
+  // Keep the result observable so the loops cannot be dropped.
+  volatile float sink = pa[n / 2] + pc[n / 3];
+  (void)sink;
+  r.copy_gbs = 2.0 * static_cast<double>(r.array_bytes) / best_copy / 1e9;
+  r.triad_gbs = 3.0 * static_cast<double>(r.array_bytes) / best_triad / 1e9;
+  return r;
+}
+
+// ---- state bytes one decode step reads
+
+// Estimate of the state bytes a decode token at position `pos` (tokens already in the sequence)
+// reads, from the layout documented in forward.h (official numerics: compact rows):
+//  - every layer: the raw-KV ring rows attended, min(pos, n_swa) × kv_row;
+//  - CSA (ratio 4): the indexer scores every indexer key row (n_idx = pos/4 rows × idx_row) and
+//    attention reads min(top_k, n_comp) compressed rows (n_comp = pos/4);
+//  - HCA (ratio 128): attention reads every compressed row (pos/128 × kv_row);
+//  - compressors: their 2r-input buffers (coff·d floats, c and z) are read when a row is
+//    emitted, once per r tokens: amortized 2 × 2r × coff·d × 4 / r bytes per token.
+double state_read_bytes(const dsv4::HParams& h, bool official, double pos) {
+  const int64_t dh = h.head_dim, nrot = h.n_rot, dn = dh - nrot;
+  const bool kv_compact = official && dn % 64 == 0;
+  const double kv_row = kv_compact ? static_cast<double>(dn + dn / 64 + nrot * 4) : static_cast<double>(dh * 4);
+  const int64_t di = h.indexer_head_dim;
+  const bool idx_compact = official && di % 32 == 0;
+  const double idx_row = idx_compact ? static_cast<double>(di / 2 + di / 32) : static_cast<double>(di * 4);
+  double b = 0;
+  for (int64_t il = 0; il < h.n_layer; ++il) {
+    const int32_t r = h.ratio(il);
+    b += std::min(pos, static_cast<double>(h.n_swa)) * kv_row;
+    if (r == 4) {
+      const double n_rows = std::floor(pos / 4);
+      b += n_rows * idx_row + std::min(n_rows, static_cast<double>(h.indexer_top_k)) * kv_row;
+      b += 2.0 * 2 * 4 * 2.0 * static_cast<double>(dh) * 4 / 4;   // main compressor, coff 2
+      b += 2.0 * 2 * 4 * 2.0 * static_cast<double>(di) * 4 / 4;   // indexer compressor, coff 2
+    } else if (r == 128) {
+      b += std::floor(pos / 128) * kv_row;
+      b += 2.0 * 2 * 128 * 1.0 * static_cast<double>(dh) * 4 / 128;  // coff 1
+    }
+  }
+  return b;
+}
+
+// ---- options and results
+
+struct Options {
+  std::vector<std::string> models;
+  std::string p = "512", n = "128", d = "0", t, b = "2048", ub = "512";
+  int reps = 5;
+  std::string output = "md";
+  bool no_warmup = false;
+  bool raw_numerics = false;
+  std::string tg_input = "random";
+  uint64_t seed = 1234;
+  size_t stream_mib = 128;
+  int stream_reps = 5;
+  bool no_stream = false;
+  bool progress = false;
+  std::string logits_ids, logits_out;
+};
+
+struct Row {
+  std::string file, type_mix, backend;
+  uint64_t model_bytes = 0, active_bytes = 0;
+  int threads = 0;
+  int64_t n_batch = 0, n_ubatch = 0, n_prompt = 0, n_gen = 0, n_depth = 0;
+  std::vector<double> seconds;  // per repetition
+  double state_bytes = 0;       // tg: state bytes read per token (estimate)
+  std::string test_name() const {
+    std::string s = n_prompt > 0 ? fmt::format("pp{}", n_prompt) : fmt::format("tg{}", n_gen);
+    if (n_depth > 0) s += fmt::format(" @ d{}", n_depth);
+    return s;
+  }
+  int64_t tokens() const { return n_prompt > 0 ? n_prompt : n_gen; }
+  std::vector<double> ts() const {
+    std::vector<double> v;
+    for (double s : seconds) v.push_back(static_cast<double>(tokens()) / s);
+    return v;
+  }
+  double bytes_per_token() const { return static_cast<double>(active_bytes) + state_bytes; }
+  std::vector<double> gbs() const {
+    std::vector<double> v;
+    for (double x : ts()) v.push_back(x * bytes_per_token() / 1e9);
+    return v;
+  }
+};
+
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / static_cast<double>(v.size());
+}
+double stdev(const std::vector<double>& v) {
+  if (v.size() < 2) return 0;
+  const double m = mean(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / static_cast<double>(v.size() - 1));
+}
+
+Status parse_list(const std::string& what, const std::string& s, int64_t lo, std::vector<int64_t>& out) {
+  std::string t = s;
+  for (char& c : t)
+    if (c == ',') c = ' ';
+  std::istringstream is(t);
+  std::string tok;
+  while (is >> tok) {
+    char* end = nullptr;
+    const long long v = std::strtoll(tok.c_str(), &end, 10);
+    if (end == tok.c_str() || *end != '\0' || v < lo)
+      return Status(dsv4::ErrorCode::kInvalidArgument, fmt::format("{}: bad value '{}' (need an integer ≥ {})", what, tok, lo));
+    out.push_back(v);
+  }
+  if (out.empty()) return Status(dsv4::ErrorCode::kInvalidArgument, fmt::format("{}: empty list", what));
+  return Status::ok();
+}
+
+int fail(const Status& s) {
+  fmt::print(stderr, "dsv4-bench: {}\n", s.to_string());
+  return 1;
+}
+
+std::string basename_of(const std::string& p) {
+  const size_t s = p.rfind('/');
+  return s == std::string::npos ? p : p.substr(s + 1);
+}
+
+std::string human_bytes(double b) {
+  if (b >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", b / (1024.0 * 1024 * 1024));
+  if (b >= 1024.0 * 1024) return fmt::format("{:.2f} MiB", b / (1024.0 * 1024));
+  return fmt::format("{:.1f} KiB", b / 1024.0);
+}
+
+// One thread count's backend and forward pass.
+struct Engine {
+  std::unique_ptr<dsv4::backend::Ops> ops;
+  std::unique_ptr<Forward> fwd;
+};
+
+// Runs `tokens` through `st` in calls of `chunk` tokens (last-token logits each call).
+Status run_chunks(Forward& fwd, SequenceState& st, std::span<const int32_t> tokens, int64_t chunk,
+                  std::vector<float>& logits) {
+  for (size_t i = 0; i < tokens.size(); i += static_cast<size_t>(chunk)) {
+    const size_t n = std::min(static_cast<size_t>(chunk), tokens.size() - i);
+    SeqInput in{&st, tokens.subspan(i, n), false};
+    if (Status s = fwd.run(std::span<const SeqInput>(&in, 1), logits); !s) return s;
+  }
+  return Status::ok();
+}
+
+int32_t argmax(const std::vector<float>& v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+}  // namespace
+
+// Writes the logits of every position of `ids_arg` (comma/space separated ids) to `out`.
+int dump_logits(const Options& o, int64_t threads, int64_t ubatch) {
+  auto mr = Model::load(o.models.front());
+  if (!mr) return fail(mr.status());
+  const Model& m = **mr;
+  const int64_t n_vocab = m.hparams().n_vocab;
+  std::vector<int64_t> ids64;
+  if (Status s = parse_list("--logits-ids", o.logits_ids, 0, ids64); !s) return fail(s);
+  std::vector<int32_t> ids;
+  for (int64_t v : ids64) {
+    if (v >= n_vocab)
+      return fail(Status(dsv4::ErrorCode::kInvalidArgument, fmt::format("--logits-ids: id {} ≥ n_vocab {}", v, n_vocab)));
+    ids.push_back(static_cast<int32_t>(v));
+  }
+  auto ops = dsv4::backend::make_cpu_ops(static_cast<int>(threads));
+  Forward fwd(m, *ops);
+  dsv4::model::StateOptions so;
+  so.n_ctx = static_cast<int64_t>(ids.size()) + 1;
+  so.official_numerics = !o.raw_numerics;
+  SequenceState st(m, so);
+  std::vector<float> logits, all;
+  for (size_t i = 0; i < ids.size(); i += static_cast<size_t>(ubatch)) {
+    const size_t n = std::min(static_cast<size_t>(ubatch), ids.size() - i);
+    SeqInput in{&st, std::span<const int32_t>(ids.data() + i, n), true};
+    if (Status s = fwd.run(std::span<const SeqInput>(&in, 1), logits); !s) return fail(s);
+    all.insert(all.end(), logits.begin(), logits.end());
+  }
+  if (Status s = dsv4::npy_write_f32(o.logits_out, {static_cast<int64_t>(ids.size()), n_vocab}, all.data()); !s)
+    return fail(s);
+  fmt::print(stderr, "wrote {} x {} logits to {}\n", ids.size(), n_vocab, o.logits_out);
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  for (auto& a : args)
+    if (a == "-ub") a = "--ubatch-size";
+  std::vector<char*> argp;
+  for (auto& a : args) argp.push_back(a.data());
+  argc = static_cast<int>(argp.size());
+  argv = argp.data();
+
+  CLI::App app{"dsv4-bench: prompt and generation speed of dsv4 (llama-bench style)"};
+  Options o;
+  app.add_option("-m,--model", o.models, "DeepSeek-V4 GGUF (repeatable)")->required();
+  app.add_option("-p,--n-prompt", o.p, "prompt sizes, comma list (0: none)")->capture_default_str();
+  app.add_option("-n,--n-gen", o.n, "generation lengths, comma list (0: none)")->capture_default_str();
+  app.add_option("-d,--n-depth", o.d, "depths (tokens already in the sequence), comma list")->capture_default_str();
+  app.add_option("-r,--repetitions", o.reps, "repetitions of each test")->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_option("-t,--threads", o.t, "thread counts, comma list (default: all cores)");
+  app.add_option("-b,--batch-size", o.b, "logical batch sizes, comma list")->capture_default_str();
+  app.add_option("--ubatch-size", o.ub, "tokens per Forward::run call, comma list")->capture_default_str();
+  app.add_option("-o,--output", o.output, "md | csv | json")->check(CLI::IsMember({"md", "csv", "json"}))->capture_default_str();
+  app.add_flag("--no-warmup", o.no_warmup, "no warm-up run before each test's repetitions");
+  app.add_flag("--no-official-numerics", o.raw_numerics, "float32 KV/indexer rows (not the §9.2/§9.3 rounding)");
+  app.add_option("--tg-input", o.tg_input, "tg inputs: random (pre-drawn ids) | argmax (of the previous logits)")
+      ->check(CLI::IsMember({"random", "argmax"}))->capture_default_str();
+  app.add_option("--seed", o.seed, "seed of the random token ids")->capture_default_str();
+  app.add_option("--stream-mb", o.stream_mib, "MiB per STREAM array (3 arrays)")->check(CLI::Range(size_t{1}, size_t{1} << 16))->capture_default_str();
+  app.add_option("--stream-reps", o.stream_reps, "STREAM repetitions (best is kept)")->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_flag("--no-stream", o.no_stream, "skip the bandwidth measurement");
+  app.add_flag("--progress", o.progress, "print each test as it runs (stderr)");
+  app.add_option("--logits-ids", o.logits_ids, "guard mode: token ids (comma list) whose logits to dump");
+  app.add_option("--logits-out", o.logits_out, "guard mode: output .npy [n_ids][n_vocab]");
+  CLI11_PARSE(app, argc, argv);
+
+  std::vector<int64_t> pps, tgs, depths, threads, batches, ubatches;
+  if (o.t.empty()) o.t = std::to_string(online_cores());
+  if (Status s = parse_list("-p", o.p, 0, pps); !s) return fail(s);
+  if (Status s = parse_list("-n", o.n, 0, tgs); !s) return fail(s);
+  if (Status s = parse_list("-d", o.d, 0, depths); !s) return fail(s);
+  if (Status s = parse_list("-t", o.t, 1, threads); !s) return fail(s);
+  if (Status s = parse_list("-b", o.b, 1, batches); !s) return fail(s);
+  if (Status s = parse_list("-ub", o.ub, 1, ubatches); !s) return fail(s);
+  std::erase(pps, 0);
+  std::erase(tgs, 0);
+  if (pps.empty() && tgs.empty()) return fail(Status(dsv4::ErrorCode::kInvalidArgument, "no test: every -p and -n is 0"));
+  const int64_t max_threads = *std::max_element(threads.begin(), threads.end());
+  if (!o.logits_ids.empty() || !o.logits_out.empty()) {
+    if (o.logits_ids.empty() || o.logits_out.empty())
+      return fail(Status(dsv4::ErrorCode::kInvalidArgument, "--logits-ids and --logits-out go together"));
+    return dump_logits(o, max_threads, std::min(ubatches.front(), batches.front()));
+  }
+
+  nlohmann::json header;
+  header["cpu"] = cpu_model();
+  header["cores"] = online_cores();
+  header["commit"] = source_commit();
+  header["repetitions"] = o.reps;
+  header["warmup"] = !o.no_warmup;
+  header["tg_input"] = o.tg_input;
+  header["seed"] = o.seed;
+
+  StreamResult bw;
+  if (!o.no_stream) {
+    if (o.progress) fmt::print(stderr, "measuring bandwidth ({} MiB x 3, {} threads, best of {})\n", o.stream_mib, max_threads, o.stream_reps);
+    bw = measure_bandwidth(o.stream_mib, static_cast<int>(max_threads), o.stream_reps);
+    header["stream"] = {{"copy_gbs", bw.copy_gbs}, {"triad_gbs", bw.triad_gbs},
+                        {"array_bytes", bw.array_bytes}, {"threads", bw.threads}, {"best_of", bw.reps}};
+  }
+
+  std::vector<Row> rows;
+  nlohmann::json files = nlohmann::json::array();
+  std::mt19937_64 rng(o.seed);
+
+  for (const std::string& path : o.models) {
+    auto mr = Model::load(path);
+    if (!mr) return fail(mr.status());
+    const Model& m = **mr;
+    const dsv4::HParams& h = m.hparams();
+    const std::string mix = m.type_mix();
+    fmt::print(stderr, "{}: {} layers, n_embd {}, {} experts x {} ({} used), vocab {}; weights {}, {} per token; types: {}\n",
+               path, h.n_layer, h.n_embd, h.n_expert, h.n_ff_exp, h.n_expert_used, h.n_vocab,
+               human_bytes(static_cast<double>(m.weight_bytes())),
+               human_bytes(static_cast<double>(m.active_bytes_per_token())), mix);
+    files.push_back({{"file", path}, {"type_mix", mix}, {"weight_bytes", m.weight_bytes()},
+                     {"active_bytes_per_token", m.active_bytes_per_token()}, {"n_layer", h.n_layer},
+                     {"n_embd", h.n_embd}, {"n_vocab", h.n_vocab}});
+
+    // Engines per thread count (a fresh CpuOps each, so no idle workers of a larger pool).
+    std::map<int64_t, Engine> engines;
+    for (int64_t t : threads) {
+      if (engines.count(t)) continue;
+      Engine e;
+      e.ops = dsv4::backend::make_cpu_ops(static_cast<int>(t));
+      e.fwd = std::make_unique<Forward>(m, *e.ops);
+      engines.emplace(t, std::move(e));
+    }
+
+    auto draw = [&](int64_t n) {
+      std::uniform_int_distribution<int32_t> u(0, static_cast<int32_t>(h.n_vocab - 1));
+      std::vector<int32_t> v(static_cast<size_t>(n));
+      for (auto& x : v) x = u(rng);
+      return v;
+    };
+    const int64_t max_pp = pps.empty() ? 0 : *std::max_element(pps.begin(), pps.end());
+    const int64_t max_tg = tgs.empty() ? 0 : *std::max_element(tgs.begin(), tgs.end());
+    std::vector<int32_t> prompt = draw(std::max<int64_t>(max_pp, 1));
+    std::vector<int32_t> gen = draw(std::max<int64_t>(max_tg, 1));
+    std::vector<float> logits;
+
+    for (int64_t depth : depths) {
+      dsv4::model::StateOptions so;
+      so.n_ctx = depth + std::max(max_pp, max_tg) + 1;
+      so.official_numerics = !o.raw_numerics;
+      SequenceState st(m, so);
+      // Build the depth once (largest thread count, first ubatch size), then snapshot it.
+      if (depth > 0) {
+        Engine& e = engines.at(max_threads);
+        const std::vector<int32_t> fill = draw(depth);
+        const auto t0 = Clock::now();
+        if (Status s = run_chunks(*e.fwd, st, fill, std::min(ubatches.front(), batches.front()), logits); !s) return fail(s);
+        if (o.progress) fmt::print(stderr, "  depth {} built in {:.2f} s\n", depth, seconds_since(t0));
+      }
+      const SequenceState::Checkpoint cp = st.checkpoint();
+
+      for (int64_t t : threads) {
+        Engine& e = engines.at(t);
+        for (int64_t nb : batches) {
+          for (int64_t nub : ubatches) {
+            const int64_t chunk = std::min(nb, nub);
+            auto one = [&](int64_t n_prompt, int64_t n_gen, double& secs) -> Status {
+              st.restore(cp);
+              if (n_prompt > 0) {
+                const auto t0 = Clock::now();
+                if (Status s = run_chunks(*e.fwd, st, std::span<const int32_t>(prompt.data(), static_cast<size_t>(n_prompt)), chunk, logits); !s) return s;
+                secs = seconds_since(t0);
+                return Status::ok();
+              }
+              int32_t tok = gen[0];
+              const auto t0 = Clock::now();
+              for (int64_t i = 0; i < n_gen; ++i) {
+                SeqInput in{&st, std::span<const int32_t>(&tok, 1), false};
+                if (Status s = e.fwd->run(std::span<const SeqInput>(&in, 1), logits); !s) return s;
+                tok = o.tg_input == "argmax" ? argmax(logits) : gen[static_cast<size_t>((i + 1) % static_cast<int64_t>(gen.size()))];
+              }
+              secs = seconds_since(t0);
+              return Status::ok();
+            };
+            auto test = [&](int64_t n_prompt, int64_t n_gen) -> Status {
+              Row r;
+              r.file = path;
+              r.type_mix = mix;
+              r.backend = e.ops->name();
+              r.model_bytes = m.weight_bytes();
+              r.active_bytes = m.active_bytes_per_token();
+              r.threads = static_cast<int>(t);
+              r.n_batch = nb;
+              r.n_ubatch = nub;
+              r.n_prompt = n_prompt;
+              r.n_gen = n_gen;
+              r.n_depth = depth;
+              if (n_gen > 0)
+                r.state_bytes = state_read_bytes(h, !o.raw_numerics, static_cast<double>(depth) + (static_cast<double>(n_gen) - 1) / 2);
+              if (o.progress) fmt::print(stderr, "  {} t={} ub={}:", r.test_name(), t, nub);
+              double secs = 0;
+              if (!o.no_warmup)
+                if (Status s = one(n_prompt, n_gen, secs); !s) return s;
+              for (int rep = 0; rep < o.reps; ++rep) {
+                if (Status s = one(n_prompt, n_gen, secs); !s) return s;
+                r.seconds.push_back(secs);
+                if (o.progress) fmt::print(stderr, " {:.2f}", static_cast<double>(r.tokens()) / secs);
+              }
+              if (o.progress) fmt::print(stderr, " t/s\n");
+              rows.push_back(std::move(r));
+              return Status::ok();
+            };
+            for (int64_t pp : pps)
+              if (Status s = test(pp, 0); !s) return fail(s);
+            for (int64_t tg : tgs)
+              if (Status s = test(0, tg); !s) return fail(s);
+          }
+        }
+      }
+    }
+  }
+
+  // ---- output
+  const double bw_best = std::max(bw.copy_gbs, bw.triad_gbs);
+  if (o.output == "json") {
+    nlohmann::json j = header;
+    j["files"] = files;
+    nlohmann::json res = nlohmann::json::array();
+    for (const Row& r : rows) {
+      const auto ts = r.ts();
+      std::vector<int64_t> ns;
+      for (double s : r.seconds) ns.push_back(static_cast<int64_t>(std::llround(s * 1e9)));
+      nlohmann::json x = {{"model_filename", r.file}, {"type_mix", r.type_mix}, {"backend", r.backend},
+                          {"model_size", r.model_bytes}, {"active_bytes_per_token", r.active_bytes},
+                          {"n_threads", r.threads}, {"n_batch", r.n_batch}, {"n_ubatch", r.n_ubatch},
+                          {"n_prompt", r.n_prompt}, {"n_gen", r.n_gen}, {"n_depth", r.n_depth},
+                          {"test", r.test_name()}, {"samples_ns", ns}, {"samples_ts", ts},
+                          {"avg_ns", static_cast<int64_t>(std::llround(mean(r.seconds) * 1e9))},
+                          {"stddev_ns", static_cast<int64_t>(std::llround(stdev(r.seconds) * 1e9))},
+                          {"avg_ts", mean(ts)}, {"stddev_ts", stdev(ts)}};
+      if (r.n_gen > 0) {
+        x["state_bytes_per_token"] = r.state_bytes;
+        x["bytes_per_token"] = r.bytes_per_token();
+        x["avg_gbs"] = mean(r.gbs());
+        x["stddev_gbs"] = stdev(r.gbs());
+        if (bw_best > 0) x["bw_fraction"] = mean(r.gbs()) / bw_best;
+      }
+      res.push_back(x);
+    }
+    j["results"] = res;
+    fmt::print("{}\n", j.dump(2));
+    return 0;
+  }
+  if (o.output == "csv") {
+    fmt::print("cpu,cores,commit,model_filename,type_mix,backend,model_size,active_bytes_per_token,n_threads,n_batch,n_ubatch,"
+               "n_prompt,n_gen,n_depth,test,avg_ts,stddev_ts,avg_gbs,stddev_gbs,stream_copy_gbs,stream_triad_gbs\n");
+    for (const Row& r : rows) {
+      const auto ts = r.ts();
+      const bool tg = r.n_gen > 0;
+      fmt::print("\"{}\",{},{},\"{}\",\"{}\",{},{},{},{},{},{},{},{},{},\"{}\",{:.4f},{:.4f},{},{},{:.3f},{:.3f}\n",
+                 header["cpu"].get<std::string>(), online_cores(), header["commit"].get<std::string>(), r.file,
+                 r.type_mix, r.backend, r.model_bytes, r.active_bytes, r.threads, r.n_batch, r.n_ubatch,
+                 r.n_prompt, r.n_gen, r.n_depth, r.test_name(), mean(ts), stdev(ts),
+                 tg ? fmt::format("{:.4f}", mean(r.gbs())) : "", tg ? fmt::format("{:.4f}", stdev(r.gbs())) : "",
+                 bw.copy_gbs, bw.triad_gbs);
+    }
+    return 0;
+  }
+  // markdown
+  fmt::print("machine: {} ({} cores); commit: {}\n", header["cpu"].get<std::string>(), online_cores(),
+             header["commit"].get<std::string>());
+  if (!o.no_stream)
+    fmt::print("bandwidth (STREAM-style, {} threads, 3 x {} MiB, best of {}): copy {:.2f} GB/s, triad {:.2f} GB/s\n",
+               bw.threads, o.stream_mib, bw.reps, bw.copy_gbs, bw.triad_gbs);
+  for (const auto& f : files)
+    fmt::print("file: {}: {}, {} read per token; types: {}\n", f["file"].get<std::string>(),
+               human_bytes(static_cast<double>(f["weight_bytes"].get<uint64_t>())),
+               human_bytes(static_cast<double>(f["active_bytes_per_token"].get<uint64_t>())),
+               f["type_mix"].get<std::string>());
+  fmt::print("\n| model | size | backend | threads | n_ubatch | test | t/s | GB/s | % of bw |\n");
+  fmt::print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  for (const Row& r : rows) {
+    const auto ts = r.ts();
+    std::string gb = "", frac = "";
+    if (r.n_gen > 0) {
+      gb = fmt::format("{:.2f} ± {:.2f}", mean(r.gbs()), stdev(r.gbs()));
+      if (bw_best > 0) frac = fmt::format("{:.0f}%", 100.0 * mean(r.gbs()) / bw_best);
+    }
+    fmt::print("| {} | {} | {} | {} | {} | {} | {:.2f} ± {:.2f} | {} | {} |\n", basename_of(r.file),
+               human_bytes(static_cast<double>(r.model_bytes)), r.backend, r.threads, r.n_ubatch, r.test_name(),
+               mean(ts), stdev(ts), gb, frac);
+  }
+  return 0;
+}
