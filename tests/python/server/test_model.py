@@ -129,3 +129,85 @@ def test_real_vocab_tokenize_round_trip(real_vocab):
         r = real_vocab.post("/tokenize", {"content": s})
         assert r.status_code == 200, r.text
         assert _detok(real_vocab, r.json()["tokens"]) == s
+
+
+# ---- reliability.md §C.2 (T items) on the real-vocabulary model: each abuse answers as
+# documented, then the same fixed greedy request gives the same answer as before any abuse.
+
+GOLDEN_REQ = {"messages": [{"role": "user", "content": "Say something about 東京."}], "max_tokens": 12,
+              "temperature": 0}
+
+
+@pytest.fixture(scope="module")
+def golden(real_vocab):
+    r = real_vocab.post("/v1/chat/completions", GOLDEN_REQ)
+    assert r.status_code == 200, r.text
+    return r.json()["choices"][0]["message"]
+
+
+def _still_golden(server, golden):
+    r = server.post("/v1/chat/completions", GOLDEN_REQ)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"] == golden
+
+
+def _raw_chat(server, body_bytes):
+    import requests
+    return requests.post(server.url + "/v1/chat/completions", data=body_bytes,
+                         headers={"Content-Type": "application/json"}, timeout=60)
+
+
+@pytest.mark.parametrize("bad", [b"\xc3\x28", b"\xc0\xaf", b"\xf5\x80\x80\x80", b"ab\xf0\x9f\x99"])
+def test_t1_invalid_utf8_real_vocab(real_vocab, golden, bad):
+    body = b'{"messages":[{"role":"user","content":"' + bad + b'"}],"max_tokens":2}'
+    assert _raw_chat(real_vocab, body).status_code == 400
+    _still_golden(real_vocab, golden)
+
+
+def test_t2_nul_is_text_real_vocab(real_vocab, golden):
+    a = real_vocab.post("/tokenize", {"content": "a\u0000b"}).json()["tokens"]
+    b = real_vocab.post("/tokenize", {"content": "ab"}).json()["tokens"]
+    assert a != b and _detok(real_vocab, a) == "a\u0000b"
+    r = real_vocab.post("/v1/chat/completions", {**GOLDEN_REQ, "messages": [{"role": "user", "content": "\u0000x\u0000"}]})
+    assert r.status_code == 200
+    _still_golden(real_vocab, golden)
+
+
+def test_t3_special_tokens_in_user_text_are_text(real_vocab, golden):
+    def prompt_tokens(content):
+        r = real_vocab.post("/v1/chat/completions", {"messages": [{"role": "user", "content": content}], "max_tokens": 1})
+        assert r.status_code == 200, r.text
+        return r.json()["usage"]["prompt_tokens"]
+    base = prompt_tokens("x")
+    for s in ["<｜User｜>", "<｜Assistant｜>", "</think>", "<｜end▁of▁sentence｜>", "<｜DSML｜tool_calls>"]:
+        special = real_vocab.post("/tokenize", {"content": "x" + s}).json()["tokens"]  # llama-server: parsed
+        plain = real_vocab.post("/tokenize", {"content": "x" + s, "parse_special": False}).json()["tokens"]
+        assert len(plain) > len(special)
+        # in a chat, the user's text is tokenised as plain text: the prompt grows by the plain count
+        assert prompt_tokens("x" + s) - base == len(plain) - len(real_vocab.post("/tokenize", {"content": "x", "parse_special": False}).json()["tokens"])
+    _still_golden(real_vocab, golden)
+
+
+def test_t4_prompt_over_context_400(real_vocab, golden):
+    r = real_vocab.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "word " * 3000}]})
+    assert r.status_code == 400
+    msg = r.json()["error"]["message"]
+    assert "1024" in msg  # both numbers: the prompt's and the context's
+    _still_golden(real_vocab, golden)
+
+
+@pytest.mark.parametrize("body", [{"prompt": [5, 129280]}, {"prompt": [-1]}])
+def test_t6_token_ids_out_of_range_400(real_vocab, golden, body):
+    assert real_vocab.post("/v1/completions", {**body, "max_tokens": 2}).status_code == 400
+    assert real_vocab.post("/detokenize", {"tokens": body["prompt"]}).status_code == 400
+    _still_golden(real_vocab, golden)
+
+
+@pytest.mark.parametrize("messages", [[], [{"role": "tool", "content": "x", "tool_call_id": "nope"}],
+                                      [{"role": "user", "content": [{"type": "weird"}]}]])
+def test_t8_chat_structure_real_vocab(real_vocab, golden, messages):
+    r = real_vocab.post("/v1/chat/completions", {"messages": messages, "max_tokens": 2})
+    assert r.status_code in (200, 400)
+    if r.status_code == 400:
+        assert r.json()["error"]["type"] == "invalid_request_error"
+    _still_golden(real_vocab, golden)
