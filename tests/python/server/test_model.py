@@ -211,3 +211,71 @@ def test_t8_chat_structure_real_vocab(real_vocab, golden, messages):
     if r.status_code == 400:
         assert r.json()["error"]["type"] == "invalid_request_error"
     _still_golden(real_vocab, golden)
+
+
+# ---- reliability.md §C.1 G12 and G16 through the server
+
+def _copy_with(src, dst, extra_kv=None, nan_tensor=None):
+    """Copies a GGUF adding string keys (extra_kv) and/or writing NaN into the first row of a
+    F32 tensor (nan_tensor), with the gguf package (the oracle library)."""
+    import gguf
+    import shutil
+    if extra_kv:
+        r = gguf.GGUFReader(src)
+        w = gguf.GGUFWriter(dst, r.fields["general.architecture"].contents())
+        for name, f in r.fields.items():
+            if name.startswith("GGUF.") or name == "general.architecture":
+                continue
+            vt = f.types[0]
+            sub = f.types[-1] if vt == gguf.GGUFValueType.ARRAY else None
+            w.add_key_value(name, f.contents(), vt, sub_type=sub)
+        for k, v in extra_kv.items():
+            w.add_string(k, v)
+        for t in r.tensors:
+            w.add_tensor(t.name, t.data, raw_shape=list(reversed([int(x) for x in t.shape])),
+                         raw_dtype=t.tensor_type)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+    else:
+        shutil.copy(src, dst)
+    if nan_tensor:
+        r = gguf.GGUFReader(dst)
+        t = [t for t in r.tensors if t.name == nan_tensor][0]
+        assert t.tensor_type == gguf.GGMLQuantizationType.F32
+        with open(dst, "r+b") as f:
+            f.seek(int(t.data_offset))
+            f.write(np.full(int(t.shape[0]), np.nan, dtype=np.float32).tobytes())
+
+
+def test_g12_embedded_chat_template_is_ignored(tmp_path):
+    """A huge / looping Jinja template in the file is never executed: the built-in DeepSeek-V4
+    encoder renders the prompt, byte-equal to the server's rendering of the clean file."""
+    model = tmp_path / "template.gguf"
+    loop = "{% for i in range(10**12) %}{{ i }}{% endfor %}" + "x" * (4 << 20)
+    _copy_with(FIX / "model.gguf", model, extra_kv={"tokenizer.chat_template": loop})
+    s = Server(_server_exe(), ["-m", str(model), "-c", "256"], tmp_path / "server.log")
+    try:
+        msgs = {"messages": [{"role": "user", "content": "hi"}]}
+        r = s.post("/apply-template", msgs, timeout=30)
+        assert r.status_code == 200, r.text
+        assert "range(10**12)" not in r.json()["prompt"]
+        assert r.json()["prompt"].startswith("<｜begin▁of▁sentence｜>")
+    finally:
+        assert s.stop() == 0
+
+
+def test_g16_nan_logits_fail_the_request_not_the_server(tmp_path):
+    model = tmp_path / "nan.gguf"
+    _copy_with(FIX / "model.gguf", model, nan_tensor="output.weight")  # row 0 of the LM head: NaN logit
+    s = Server(_server_exe(), ["-m", str(model), "-c", "256"], tmp_path / "server.log")
+    try:
+        r = s.post("/v1/completions", {"prompt": [5, 6, 7], "max_tokens": 4})
+        assert r.status_code == 500, r.text
+        assert "NaN" in r.json()["error"]["message"] or "nan" in r.json()["error"]["message"].lower()
+        assert s.alive()
+        r = s.get("/health") if hasattr(s, "get") else __import__("requests").get(s.url + "/health", timeout=10)
+        assert r.status_code == 200
+    finally:
+        assert s.stop() == 0
