@@ -171,25 +171,28 @@ void hadamard(std::span<float> x) {
 
 SequenceState::SequenceState(const Model& m, const StateOptions& opts) : model_(&m), opts_(opts) {
   const HParams& h = m.hparams();
-  const KvCodec kc = kv_codec(h, opts.official_numerics);
-  const IdxCodec ic = idx_codec(h, opts.official_numerics);
   layers_.resize(static_cast<size_t>(h.n_layer));
-  for (int64_t il = 0; il < h.n_layer; ++il) {
-    LayerState& s = layers_[static_cast<size_t>(il)];
-    const Layer& L = m.layers()[static_cast<size_t>(il)];
-    s.ring.assign(static_cast<size_t>(h.n_swa) * kc.bytes(), 0);
-    if (L.ratio != 0) {
-      const size_t n = static_cast<size_t>(2 * L.ratio * L.comp.coff * L.comp.d);
-      s.comp_c.assign(n, 0.0f);
-      s.comp_z.assign(n, 0.0f);
-      s.comp_rows.reserve(static_cast<size_t>(opts.n_ctx / L.ratio) * kc.bytes());
-    }
-    if (L.ratio == 4) {
-      const size_t n = static_cast<size_t>(2 * 4 * L.idx_comp.coff * L.idx_comp.d);
-      s.idx_c.assign(n, 0.0f);
-      s.idx_z.assign(n, 0.0f);
-      s.idx_rows.reserve(static_cast<size_t>(opts.n_ctx / 4) * ic.bytes());
-    }
+  for (int64_t il = 0; il < h.n_layer; ++il)
+    init_layer(layers_[static_cast<size_t>(il)], m.layers()[static_cast<size_t>(il)]);
+  if (m.mtp() != nullptr) init_layer(mtp_, m.mtp()->block);
+}
+
+void SequenceState::init_layer(LayerState& s, const Layer& L) {
+  const HParams& h = model_->hparams();
+  const KvCodec kc = kv_codec(h, opts_.official_numerics);
+  const IdxCodec ic = idx_codec(h, opts_.official_numerics);
+  s.ring.assign(static_cast<size_t>(h.n_swa) * kc.bytes(), 0);
+  if (L.ratio != 0) {
+    const size_t n = static_cast<size_t>(2 * L.ratio * L.comp.coff * L.comp.d);
+    s.comp_c.assign(n, 0.0f);
+    s.comp_z.assign(n, 0.0f);
+    s.comp_rows.reserve(static_cast<size_t>(opts_.n_ctx / L.ratio) * kc.bytes());
+  }
+  if (L.ratio == 4) {
+    const size_t n = static_cast<size_t>(2 * 4 * L.idx_comp.coff * L.idx_comp.d);
+    s.idx_c.assign(n, 0.0f);
+    s.idx_z.assign(n, 0.0f);
+    s.idx_rows.reserve(static_cast<size_t>(opts_.n_ctx / 4) * ic.bytes());
   }
 }
 
@@ -199,7 +202,11 @@ void SequenceState::reset() {
     s.idx_rows.clear();
     s.n_comp = s.n_idx = 0;
   }
+  mtp_.comp_rows.clear();
+  mtp_.idx_rows.clear();
+  mtp_.n_comp = mtp_.n_idx = 0;
   pos_ = 0;
+  mtp_pos_ = 0;
 }
 
 double SequenceState::bytes_per_token() const {
@@ -332,9 +339,7 @@ void pool_row(const Compressor& cw, int32_t r, int64_t j, const float* cs, const
 
 Status Forward::run(std::span<const SeqInput> seqs, std::vector<float>& logits) {
   const HParams& h = m_.hparams();
-  const int64_t D = h.n_embd, hc = h.n_hc, H = h.n_head, Dh = h.head_dim, nrot = h.n_rot;
-  const int64_t V = h.n_vocab, Rq = h.q_lora_rank, G = h.o_groups, Ro = h.o_lora_rank;
-  const float eps = h.rms_eps;
+  const int64_t D = h.n_embd, hc = h.n_hc, V = h.n_vocab;
   // ---- validate (nothing changes on error)
   int64_t N = 0, n_out = 0;
   for (size_t si = 0; si < seqs.size(); ++si) {
@@ -359,22 +364,13 @@ Status Forward::run(std::span<const SeqInput> seqs, std::vector<float>& logits) 
   }
   Scratch& S = *s_;
   const size_t uN = static_cast<size_t>(N);
-  // token → (sequence, position)
-  std::vector<size_t> seq_of(uN);
   int64_t* pos = grow(S.pos, uN);
   {
     size_t t = 0;
     for (size_t si = 0; si < seqs.size(); ++si)
-      for (size_t k = 0; k < seqs[si].tokens.size(); ++k, ++t) {
-        seq_of[t] = si;
+      for (size_t k = 0; k < seqs[si].tokens.size(); ++k, ++t)
         pos[t] = seqs[si].state->n_past() + static_cast<int64_t>(k);
-      }
   }
-  auto emit = [&](const char* name, int layer, const float* base, int64_t stride, int64_t n) {
-    if (!obs_) return;
-    for (int64_t t = 0; t < N; ++t)
-      obs_(name, layer, pos[t], std::span<const float>(base + t * stride, static_cast<size_t>(n)));
-  };
 
   // ---- §4 embedding into every HC stream
   float* X = grow(S.X, uN * static_cast<size_t>(hc * D));
@@ -391,287 +387,17 @@ Status Forward::run(std::span<const SeqInput> seqs, std::vector<float>& logits) 
         ++t;
       }
   }
-  const KvCodec kc = kv_codec(h, seqs[0].state->options().official_numerics);
-  float* pre = grow(S.pre, uN * static_cast<size_t>(hc));
-  float* post = grow(S.post, uN * static_cast<size_t>(hc));
-  float* comb = grow(S.comb, uN * static_cast<size_t>(hc * hc));
-  float* a = grow(S.a, uN * static_cast<size_t>(D));
-  float* F = grow(S.F, uN * static_cast<size_t>(D));
-
-  for (int64_t il = 0; il < h.n_layer; ++il) {
-    const Layer& L = m_.layers()[static_cast<size_t>(il)];
-    const int li = static_cast<int>(il);
-    const int32_t r = L.ratio;
-    const std::vector<float>& freqs = m_.rope_freqs(r != 0);
-    const int64_t nf = static_cast<int64_t>(freqs.size());
-    // ---- §6 attention sublayer: HC pre + norm
-    ops_.hc_coeffs(X, N, hc, D, L.hc_attn.view(), eps, h.hc_eps, h.hc_sinkhorn_iters, pre, post, comb);
-    ops_.hc_pre(X, N, hc, D, pre, a);
-    ops_.rms_norm(a, L.attn_norm.data(), N, D, eps, a);
-    emit("attn_norm", li, a, D, D);
-    // §7.2 query path
-    float* qr = grow(S.qr, uN * static_cast<size_t>(Rq));
-    ops_.matmul(L.wq_a, a, D, N, qr, Rq);
-    ops_.rms_norm(qr, L.q_norm.data(), N, Rq, eps, qr);
-    emit("qr", li, qr, Rq, Rq);
-    float* q = grow(S.q, uN * static_cast<size_t>(H * Dh));
-    ops_.matmul(L.wq_b, qr, Rq, N, q, H * Dh);
-    ops_.rms_norm(q, nullptr, N * H, Dh, eps, q);
-    emit("q_normed", li, q, H * Dh, H * Dh);
-    ops_.rope(q, N, H, Dh, freqs.data(), nf, pos, false);
-    // §7.3 raw KV
-    float* kv = grow(S.kv, uN * static_cast<size_t>(Dh));
-    ops_.matmul(L.wkv, a, D, N, kv, Dh);
-    ops_.rms_norm(kv, L.kv_norm.data(), N, Dh, eps, kv);
-    emit("kv_unrounded", li, kv, Dh, Dh);
-    if (kc.compact)
-      for (int64_t t = 0; t < N; ++t) fp8_round(kv + t * Dh, Dh - nrot, 64, nullptr, nullptr);
-    if (row_hook_)
-      for (int64_t t = 0; t < N; ++t) row_hook_("kv", li, pos[t], std::span<float>(kv + t * Dh, static_cast<size_t>(Dh - nrot)));
-    emit("kv", li, kv, Dh, Dh);
-    ops_.rope(kv, N, 1, Dh, freqs.data(), nf, pos, false);
-    // compressor inputs (§7.4) and indexer query (§7.5), token-wise
-    float *cc = nullptr, *cz = nullptr, *ic = nullptr, *iz = nullptr, *qI = nullptr, *wI = nullptr;
-    const int64_t cw = r != 0 ? L.comp.coff * L.comp.d : 0;
-    const int64_t iw = r == 4 ? L.idx_comp.coff * L.idx_comp.d : 0;
-    const int64_t nI = h.n_indexer_head, dI = h.indexer_head_dim;
-    const bool idx_compact = seqs[0].state->options().official_numerics;
-    if (r != 0) {
-      cc = grow(S.c, uN * static_cast<size_t>(cw));
-      cz = grow(S.zz, uN * static_cast<size_t>(cw));
-      ops_.matmul(L.comp.wkv, a, D, N, cc, cw);
-      ops_.matmul(L.comp.wgate, a, D, N, cz, cw);
-      for (int64_t t = 0; t < N; ++t) {
-        const float* ape = L.comp.ape.data() + (pos[t] % r) * cw;
-        for (int64_t i = 0; i < cw; ++i) cz[t * cw + i] += ape[i];
-      }
-    }
-    if (r == 4) {
-      ic = grow(S.ic, uN * static_cast<size_t>(iw));
-      iz = grow(S.iz, uN * static_cast<size_t>(iw));
-      ops_.matmul(L.idx_comp.wkv, a, D, N, ic, iw);
-      ops_.matmul(L.idx_comp.wgate, a, D, N, iz, iw);
-      for (int64_t t = 0; t < N; ++t) {
-        const float* ape = L.idx_comp.ape.data() + (pos[t] % 4) * iw;
-        for (int64_t i = 0; i < iw; ++i) iz[t * iw + i] += ape[i];
-      }
-      qI = grow(S.qI, uN * static_cast<size_t>(nI * dI));
-      ops_.matmul(L.idx_wq_b, qr, Rq, N, qI, nI * dI);
-      ops_.rope(qI, N, nI, dI, freqs.data(), nf, pos, false);
-      if (idx_compact)
-        for (int64_t t = 0; t < N * nI; ++t) {
-          hadamard(std::span<float>(qI + t * dI, static_cast<size_t>(dI)));
-          fp4_round(qI + t * dI, dI, nullptr, nullptr);
-        }
-      wI = grow(S.wI, uN * static_cast<size_t>(nI));
-      ops_.matmul(L.idx_proj, a, D, N, wI, nI);
-    }
-
-    // ---- per sequence: state update, row tables, indexer, attention
-    float* o = grow(S.o, uN * static_cast<size_t>(H * Dh));
-    int64_t t0 = 0;
-    for (size_t si = 0; si < seqs.size(); ++si) {
-      SequenceState& st = *seqs[si].state;
-      SequenceState::LayerState& ls = st.layers_[static_cast<size_t>(il)];
-      const int64_t T = static_cast<int64_t>(seqs[si].tokens.size());
-      const int64_t p0 = st.n_past();
-      const IdxCodec icodec = idx_codec(h, st.options().official_numerics);
-      const KvCodec kcodec = kv_codec(h, st.options().official_numerics);
-      // 1. compressor steps for every token of the chunk (rows become visible by n_vis)
-      std::vector<float>& rowbuf = S.row;
-      if (r != 0) {
-        for (int64_t k = 0; k < T; ++k) {
-          const int64_t p = p0 + k, t = t0 + k;
-          if (r == 4) {
-            const int64_t slot = (p % 8) * iw;
-            std::memcpy(ls.idx_c.data() + slot, ic + t * iw, static_cast<size_t>(iw) * 4);
-            std::memcpy(ls.idx_z.data() + slot, iz + t * iw, static_cast<size_t>(iw) * 4);
-            if ((p + 1) % 4 == 0) {
-              const int64_t j = (p + 1) / 4 - 1;
-              rowbuf.resize(static_cast<size_t>(dI));
-              pool_row(L.idx_comp, 4, j, ls.idx_c.data(), ls.idx_z.data(), rowbuf.data());
-              ops_.rms_norm(rowbuf.data(), L.idx_comp.norm.data(), 1, dI, eps, rowbuf.data());
-              const int64_t pj = j * 4;
-              ops_.rope(rowbuf.data(), 1, 1, dI, freqs.data(), nf, &pj, false);
-              if (icodec.compact) {
-                hadamard(rowbuf);
-                fp4_round(rowbuf.data(), dI, nullptr, nullptr);
-              }
-              if (row_hook_) row_hook_("indexer_key_row", li, p, rowbuf);
-              ls.idx_rows.resize(static_cast<size_t>(ls.n_idx + 1) * icodec.bytes());
-              icodec.encode(rowbuf.data(), ls.idx_rows.data() + static_cast<size_t>(ls.n_idx) * icodec.bytes());
-              ++ls.n_idx;
-              if (obs_) obs_("indexer_key_row", li, p, rowbuf);
-            }
-          }
-          const int64_t ring = 2 * r;
-          const int64_t slot = (p % ring) * cw;
-          std::memcpy(ls.comp_c.data() + slot, cc + t * cw, static_cast<size_t>(cw) * 4);
-          std::memcpy(ls.comp_z.data() + slot, cz + t * cw, static_cast<size_t>(cw) * 4);
-          if ((p + 1) % r == 0) {
-            const int64_t j = (p + 1) / r - 1;
-            rowbuf.resize(static_cast<size_t>(Dh));
-            pool_row(L.comp, r, j, ls.comp_c.data(), ls.comp_z.data(), rowbuf.data());
-            ops_.rms_norm(rowbuf.data(), L.comp.norm.data(), 1, Dh, eps, rowbuf.data());
-            const int64_t pj = j * r;
-            ops_.rope(rowbuf.data(), 1, 1, Dh, freqs.data(), nf, &pj, false);
-            if (kcodec.compact) fp8_round(rowbuf.data(), Dh - nrot, 64, nullptr, nullptr);
-            if (row_hook_) row_hook_("compressed_row", li, p, rowbuf);
-            ls.comp_rows.resize(static_cast<size_t>(ls.n_comp + 1) * kcodec.bytes());
-            kcodec.encode(rowbuf.data(), ls.comp_rows.data() + static_cast<size_t>(ls.n_comp) * kcodec.bytes());
-            ++ls.n_comp;
-            if (obs_) obs_("compressed_row", li, p, rowbuf);
-          }
-        }
-      }
-      // 2. row table: window rows before the chunk (from the ring), the chunk's rows, then
-      //    compressed rows (HCA: all visible; CSA: the selected ones)
-      const int64_t w0 = std::max<int64_t>(0, p0 - h.n_swa + 1);
-      const int64_t n_before = p0 - w0;
-      std::vector<float>& table = S.table;
-      size_t n_rows = static_cast<size_t>(n_before + T);
-      table.resize(n_rows * static_cast<size_t>(Dh));
-      for (int64_t p = w0; p < p0; ++p)
-        kcodec.decode(ls.ring.data() + static_cast<size_t>(p % h.n_swa) * kcodec.bytes(),
-                      table.data() + static_cast<size_t>(p - w0) * static_cast<size_t>(Dh));
-      std::memcpy(table.data() + static_cast<size_t>(n_before * Dh), kv + t0 * Dh,
-                  static_cast<size_t>(T * Dh) * 4);
-      // CSA: indexer scores + top-k per token
-      std::vector<std::vector<int32_t>> sel_of;
-      if (r == 4) {
-        const int64_t n_keys = ls.n_idx;
-        float* keys = grow(S.keys, static_cast<size_t>(std::max<int64_t>(1, n_keys * dI)));
-        for (int64_t j = 0; j < n_keys; ++j)
-          icodec.decode(ls.idx_rows.data() + static_cast<size_t>(j) * icodec.bytes(), keys + j * dI);
-        int64_t* nv = grow(S.n_vis, static_cast<size_t>(T));
-        for (int64_t k = 0; k < T; ++k) nv[k] = (p0 + k + 1) / 4;
-        const int64_t ld = std::max<int64_t>(1, n_keys);
-        float* score = grow(S.score, static_cast<size_t>(T * ld));
-        const float wscale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(dI)) /
-                                                std::sqrt(static_cast<double>(nI)));
-        ops_.indexer_scores(qI + t0 * nI * dI, wI + t0 * nI, T, nI, dI, keys, nv, wscale, score, ld);
-        sel_of.resize(static_cast<size_t>(T));
-        std::vector<int32_t>& map = S.map;
-        map.assign(static_cast<size_t>(ls.n_comp), -1);
-        for (int64_t k = 0; k < T; ++k) {
-          top_k(score + k * ld, nv[k], h.indexer_top_k, sel_of[static_cast<size_t>(k)]);
-          if (sel_hook_)
-            sel_hook_(li, p0 + k, std::span<const float>(score + k * ld, static_cast<size_t>(nv[k])),
-                      sel_of[static_cast<size_t>(k)]);
-          if (obs_) {
-            obs_("indexer_scores", li, p0 + k, std::span<const float>(score + k * ld, static_cast<size_t>(nv[k])));
-            std::vector<float> sf(sel_of[static_cast<size_t>(k)].begin(), sel_of[static_cast<size_t>(k)].end());
-            obs_("indexer_topk", li, p0 + k, sf);
-          }
-          for (int32_t j : sel_of[static_cast<size_t>(k)])
-            if (map[static_cast<size_t>(j)] < 0) {
-              map[static_cast<size_t>(j)] = static_cast<int32_t>(n_rows++);
-              table.resize(n_rows * static_cast<size_t>(Dh));
-              kcodec.decode(ls.comp_rows.data() + static_cast<size_t>(j) * kcodec.bytes(),
-                            table.data() + (n_rows - 1) * static_cast<size_t>(Dh));
-            }
-        }
-        last_sel_[static_cast<size_t>(il)] = sel_of.back();
-      }
-      const size_t comp_base = n_rows;
-      if (r == 128) {
-        table.resize((n_rows + static_cast<size_t>(ls.n_comp)) * static_cast<size_t>(Dh));
-        for (int64_t j = 0; j < ls.n_comp; ++j)
-          kcodec.decode(ls.comp_rows.data() + static_cast<size_t>(j) * kcodec.bytes(),
-                        table.data() + (n_rows + static_cast<size_t>(j)) * static_cast<size_t>(Dh));
-        n_rows += static_cast<size_t>(ls.n_comp);
-      }
-      // index lists
-      int64_t* off = grow(S.offsets, static_cast<size_t>(T + 1));
-      std::vector<int32_t>& idx = S.indices;
-      idx.clear();
-      for (int64_t k = 0; k < T; ++k) {
-        const int64_t p = p0 + k;
-        off[k] = static_cast<int64_t>(idx.size());
-        for (int64_t pw = std::max<int64_t>(0, p - h.n_swa + 1); pw <= p; ++pw)
-          idx.push_back(static_cast<int32_t>(pw - w0));
-        if (r == 4) {
-          for (int32_t j : sel_of[static_cast<size_t>(k)]) idx.push_back(S.map[static_cast<size_t>(j)]);
-        } else if (r == 128) {
-          for (int64_t j = 0; j < (p + 1) / r; ++j) idx.push_back(static_cast<int32_t>(comp_base + static_cast<size_t>(j)));
-        }
-      }
-      off[T] = static_cast<int64_t>(idx.size());
-      ops_.attention(q + t0 * H * Dh, T, H, Dh, table.data(), off, idx.data(), L.sinks.data(),
-                     static_cast<float>(1.0 / std::sqrt(static_cast<double>(Dh))), o + t0 * H * Dh);
-      // 3. ring update: the chunk's raw rows (last n_swa of them)
-      for (int64_t k = std::max<int64_t>(0, T - h.n_swa); k < T; ++k) {
-        rowbuf.assign(kv + (t0 + k) * Dh, kv + (t0 + k + 1) * Dh);
-        kcodec.encode(rowbuf.data(), ls.ring.data() + static_cast<size_t>((p0 + k) % h.n_swa) * kcodec.bytes());
-      }
-      t0 += T;
-    }
-    // §7.7 inverse RoPE, grouped low-rank output
-    ops_.rope(o, N, H, Dh, freqs.data(), nf, pos, true);
-    const int64_t gw = H * Dh / G;
-    float* z = grow(S.z, uN * static_cast<size_t>(G * Ro));
-    for (int64_t g = 0; g < G; ++g) {
-      Weight wg = L.wo_a;
-      wg.rows = Ro;
-      wg.data = L.wo_a.data + static_cast<size_t>(g * Ro) * L.wo_a.row_bytes;
-      ops_.matmul(wg, o + g * gw, H * Dh, N, z + g * Ro, G * Ro);
-    }
-    ops_.matmul(L.wo_b, z, G * Ro, N, F, D);
-    emit("attn_out", li, F, D, D);
-    ops_.hc_post(X, N, hc, D, post, comb, F);
-    emit("hc_after_attn", li, X, hc * D, hc * D);
-
-    // ---- MoE sublayer (§8)
-    ops_.hc_coeffs(X, N, hc, D, L.hc_ffn.view(), eps, h.hc_eps, h.hc_sinkhorn_iters, pre, post, comb);
-    ops_.hc_pre(X, N, hc, D, pre, a);
-    ops_.rms_norm(a, L.ffn_norm.data(), N, D, eps, a);
-    emit("ffn_norm", li, a, D, D);
-    const int64_t E = h.n_expert, K = h.n_expert_used;
-    float* rl = grow(S.rl, uN * static_cast<size_t>(E));
-    ops_.matmul(L.gate, a, D, N, rl, E);
-    int32_t* rid = grow(S.rid, uN * static_cast<size_t>(K));
-    float* rw = grow(S.rw, uN * static_cast<size_t>(K));
-    {
-      std::vector<float> biased(static_cast<size_t>(E));
-      std::vector<double> sc(static_cast<size_t>(E));
-      std::vector<int32_t> top;
-      size_t t = 0;
+  {
+    std::vector<SeqLayer> sl;
+    std::vector<int32_t> toks;
+    for (const SeqInput& in : seqs) toks.insert(toks.end(), in.tokens.begin(), in.tokens.end());
+    for (int64_t il = 0; il < h.n_layer; ++il) {
+      sl.clear();
       for (const SeqInput& in : seqs)
-        for (int32_t tok : in.tokens) {
-          for (int64_t e = 0; e < E; ++e) sc[static_cast<size_t>(e)] = std::sqrt(softplus(rl[t * static_cast<size_t>(E) + static_cast<size_t>(e)]));
-          if (il < h.n_hash_layers) {
-            top.assign(L.tid2eid.begin() + tok * K, L.tid2eid.begin() + (tok + 1) * K);
-          } else {
-            for (int64_t e = 0; e < E; ++e)
-              biased[static_cast<size_t>(e)] = static_cast<float>(sc[static_cast<size_t>(e)] + L.gate_bias[static_cast<size_t>(e)]);
-            top_k(biased.data(), E, K, top);
-          }
-          double sum = 0;
-          for (int32_t e : top) sum += sc[static_cast<size_t>(e)];
-          for (int64_t k = 0; k < K; ++k) {
-            const double s = sc[static_cast<size_t>(top[static_cast<size_t>(k)])];
-            rid[t * static_cast<size_t>(K) + static_cast<size_t>(k)] = top[static_cast<size_t>(k)];
-            rw[t * static_cast<size_t>(K) + static_cast<size_t>(k)] =
-                static_cast<float>((h.expert_weights_norm ? s / sum : s) * h.expert_weights_scale);
-          }
-          if (obs_) {
-            std::vector<float> ids(top.begin(), top.end());
-            obs_("router_experts", li, pos[t], ids);
-            obs_("router_weights", li, pos[t], std::span<const float>(rw + t * static_cast<size_t>(K), static_cast<size_t>(K)));
-          }
-          ++t;
-        }
+        sl.push_back({&in.state->layers_[static_cast<size_t>(il)], in.state->n_past(),
+                      static_cast<int64_t>(in.tokens.size()), in.state->options().official_numerics});
+      layer(m_.layers()[static_cast<size_t>(il)], static_cast<int>(il), sl, N, pos, toks.data(), X);
     }
-    std::fill(F, F + uN * static_cast<size_t>(D), 0.0f);
-    ops_.moe(L.experts, a, N, K, rid, rw, L.clamp_exp, F);
-    if (!L.shared.gate.empty()) {
-      std::vector<int32_t> zero(uN, 0);
-      std::vector<float> one(uN, 1.0f);
-      ops_.moe(L.shared, a, N, 1, zero.data(), one.data(), L.clamp_shexp, F);
-    }
-    emit("moe_out", li, F, D, D);
-    ops_.hc_post(X, N, hc, D, post, comb, F);
-    emit("l_out", li, X, hc * D, hc * D);
   }
 
   // ---- head (§5.4, final norm, LM head) for the tokens whose logits are wanted
@@ -687,22 +413,386 @@ Status Forward::run(std::span<const SeqInput> seqs, std::vector<float>& logits) 
       t += T;
     }
   }
+  head_logits(m_.hc_head(), m_.out_norm(), X, want, pos, "", logits);
+  n_hidden_ = N;
+  (void)n_out;
+  for (const SeqInput& in : seqs) in.state->pos_ += static_cast<int64_t>(in.tokens.size());
+  return Status::ok();
+}
+
+
+void Forward::layer(const Layer& L, int li, const std::vector<SeqLayer>& sl, int64_t N, const int64_t* pos,
+                    const int32_t* toks, float* X) {
+  const HParams& h = m_.hparams();
+  const int64_t D = h.n_embd, hc = h.n_hc, H = h.n_head, Dh = h.head_dim, nrot = h.n_rot;
+  const int64_t Rq = h.q_lora_rank, G = h.o_groups, Ro = h.o_lora_rank;
+  const float eps = h.rms_eps;
+  Scratch& S = *s_;
+  const size_t uN = static_cast<size_t>(N);
+  auto emit = [&](const char* name, int layer, const float* base, int64_t stride, int64_t n) {
+    if (!obs_) return;
+    for (int64_t t = 0; t < N; ++t)
+      obs_(name, layer, pos[t], std::span<const float>(base + t * stride, static_cast<size_t>(n)));
+  };
+  const KvCodec kc = kv_codec(h, sl[0].numerics);
+  float* pre = grow(S.pre, uN * static_cast<size_t>(hc));
+  float* post = grow(S.post, uN * static_cast<size_t>(hc));
+  float* comb = grow(S.comb, uN * static_cast<size_t>(hc * hc));
+  float* a = grow(S.a, uN * static_cast<size_t>(D));
+  float* F = grow(S.F, uN * static_cast<size_t>(D));
+  const int32_t r = L.ratio;
+  const std::vector<float>& freqs = m_.rope_freqs(r != 0);
+  const int64_t nf = static_cast<int64_t>(freqs.size());
+  // ---- §6 attention sublayer: HC pre + norm
+  ops_.hc_coeffs(X, N, hc, D, L.hc_attn.view(), eps, h.hc_eps, h.hc_sinkhorn_iters, pre, post, comb);
+  ops_.hc_pre(X, N, hc, D, pre, a);
+  ops_.rms_norm(a, L.attn_norm.data(), N, D, eps, a);
+  emit("attn_norm", li, a, D, D);
+  // §7.2 query path
+  float* qr = grow(S.qr, uN * static_cast<size_t>(Rq));
+  ops_.matmul(L.wq_a, a, D, N, qr, Rq);
+  ops_.rms_norm(qr, L.q_norm.data(), N, Rq, eps, qr);
+  emit("qr", li, qr, Rq, Rq);
+  float* q = grow(S.q, uN * static_cast<size_t>(H * Dh));
+  ops_.matmul(L.wq_b, qr, Rq, N, q, H * Dh);
+  ops_.rms_norm(q, nullptr, N * H, Dh, eps, q);
+  emit("q_normed", li, q, H * Dh, H * Dh);
+  ops_.rope(q, N, H, Dh, freqs.data(), nf, pos, false);
+  // §7.3 raw KV
+  float* kv = grow(S.kv, uN * static_cast<size_t>(Dh));
+  ops_.matmul(L.wkv, a, D, N, kv, Dh);
+  ops_.rms_norm(kv, L.kv_norm.data(), N, Dh, eps, kv);
+  emit("kv_unrounded", li, kv, Dh, Dh);
+  if (kc.compact)
+    for (int64_t t = 0; t < N; ++t) fp8_round(kv + t * Dh, Dh - nrot, 64, nullptr, nullptr);
+  if (row_hook_)
+    for (int64_t t = 0; t < N; ++t) row_hook_("kv", li, pos[t], std::span<float>(kv + t * Dh, static_cast<size_t>(Dh - nrot)));
+  emit("kv", li, kv, Dh, Dh);
+  ops_.rope(kv, N, 1, Dh, freqs.data(), nf, pos, false);
+  // compressor inputs (§7.4) and indexer query (§7.5), token-wise
+  float *cc = nullptr, *cz = nullptr, *ic = nullptr, *iz = nullptr, *qI = nullptr, *wI = nullptr;
+  const int64_t cw = r != 0 ? L.comp.coff * L.comp.d : 0;
+  const int64_t iw = r == 4 ? L.idx_comp.coff * L.idx_comp.d : 0;
+  const int64_t nI = h.n_indexer_head, dI = h.indexer_head_dim;
+  const bool idx_compact = sl[0].numerics;
+  if (r != 0) {
+    cc = grow(S.c, uN * static_cast<size_t>(cw));
+    cz = grow(S.zz, uN * static_cast<size_t>(cw));
+    ops_.matmul(L.comp.wkv, a, D, N, cc, cw);
+    ops_.matmul(L.comp.wgate, a, D, N, cz, cw);
+    for (int64_t t = 0; t < N; ++t) {
+      const float* ape = L.comp.ape.data() + (pos[t] % r) * cw;
+      for (int64_t i = 0; i < cw; ++i) cz[t * cw + i] += ape[i];
+    }
+  }
+  if (r == 4) {
+    ic = grow(S.ic, uN * static_cast<size_t>(iw));
+    iz = grow(S.iz, uN * static_cast<size_t>(iw));
+    ops_.matmul(L.idx_comp.wkv, a, D, N, ic, iw);
+    ops_.matmul(L.idx_comp.wgate, a, D, N, iz, iw);
+    for (int64_t t = 0; t < N; ++t) {
+      const float* ape = L.idx_comp.ape.data() + (pos[t] % 4) * iw;
+      for (int64_t i = 0; i < iw; ++i) iz[t * iw + i] += ape[i];
+    }
+    qI = grow(S.qI, uN * static_cast<size_t>(nI * dI));
+    ops_.matmul(L.idx_wq_b, qr, Rq, N, qI, nI * dI);
+    ops_.rope(qI, N, nI, dI, freqs.data(), nf, pos, false);
+    if (idx_compact)
+      for (int64_t t = 0; t < N * nI; ++t) {
+        hadamard(std::span<float>(qI + t * dI, static_cast<size_t>(dI)));
+        fp4_round(qI + t * dI, dI, nullptr, nullptr);
+      }
+    wI = grow(S.wI, uN * static_cast<size_t>(nI));
+    ops_.matmul(L.idx_proj, a, D, N, wI, nI);
+  }
+
+  // ---- per sequence: state update, row tables, indexer, attention
+  float* o = grow(S.o, uN * static_cast<size_t>(H * Dh));
+  int64_t t0 = 0;
+  for (size_t si = 0; si < sl.size(); ++si) {
+    SequenceState::LayerState& ls = *sl[si].ls;
+    const int64_t T = sl[si].T;
+    const int64_t p0 = sl[si].p0;
+    const IdxCodec icodec = idx_codec(h, sl[si].numerics);
+    const KvCodec kcodec = kv_codec(h, sl[si].numerics);
+    // 1. compressor steps for every token of the chunk (rows become visible by n_vis)
+    std::vector<float>& rowbuf = S.row;
+    if (r != 0) {
+      for (int64_t k = 0; k < T; ++k) {
+        const int64_t p = p0 + k, t = t0 + k;
+        if (r == 4) {
+          const int64_t slot = (p % 8) * iw;
+          std::memcpy(ls.idx_c.data() + slot, ic + t * iw, static_cast<size_t>(iw) * 4);
+          std::memcpy(ls.idx_z.data() + slot, iz + t * iw, static_cast<size_t>(iw) * 4);
+          if ((p + 1) % 4 == 0) {
+            const int64_t j = (p + 1) / 4 - 1;
+            rowbuf.resize(static_cast<size_t>(dI));
+            pool_row(L.idx_comp, 4, j, ls.idx_c.data(), ls.idx_z.data(), rowbuf.data());
+            ops_.rms_norm(rowbuf.data(), L.idx_comp.norm.data(), 1, dI, eps, rowbuf.data());
+            const int64_t pj = j * 4;
+            ops_.rope(rowbuf.data(), 1, 1, dI, freqs.data(), nf, &pj, false);
+            if (icodec.compact) {
+              hadamard(rowbuf);
+              fp4_round(rowbuf.data(), dI, nullptr, nullptr);
+            }
+            if (row_hook_) row_hook_("indexer_key_row", li, p, rowbuf);
+            ls.idx_rows.resize(static_cast<size_t>(ls.n_idx + 1) * icodec.bytes());
+            icodec.encode(rowbuf.data(), ls.idx_rows.data() + static_cast<size_t>(ls.n_idx) * icodec.bytes());
+            ++ls.n_idx;
+            if (obs_) obs_("indexer_key_row", li, p, rowbuf);
+          }
+        }
+        const int64_t ring = 2 * r;
+        const int64_t slot = (p % ring) * cw;
+        std::memcpy(ls.comp_c.data() + slot, cc + t * cw, static_cast<size_t>(cw) * 4);
+        std::memcpy(ls.comp_z.data() + slot, cz + t * cw, static_cast<size_t>(cw) * 4);
+        if ((p + 1) % r == 0) {
+          const int64_t j = (p + 1) / r - 1;
+          rowbuf.resize(static_cast<size_t>(Dh));
+          pool_row(L.comp, r, j, ls.comp_c.data(), ls.comp_z.data(), rowbuf.data());
+          ops_.rms_norm(rowbuf.data(), L.comp.norm.data(), 1, Dh, eps, rowbuf.data());
+          const int64_t pj = j * r;
+          ops_.rope(rowbuf.data(), 1, 1, Dh, freqs.data(), nf, &pj, false);
+          if (kcodec.compact) fp8_round(rowbuf.data(), Dh - nrot, 64, nullptr, nullptr);
+          if (row_hook_) row_hook_("compressed_row", li, p, rowbuf);
+          ls.comp_rows.resize(static_cast<size_t>(ls.n_comp + 1) * kcodec.bytes());
+          kcodec.encode(rowbuf.data(), ls.comp_rows.data() + static_cast<size_t>(ls.n_comp) * kcodec.bytes());
+          ++ls.n_comp;
+          if (obs_) obs_("compressed_row", li, p, rowbuf);
+        }
+      }
+    }
+    // 2. row table: window rows before the chunk (from the ring), the chunk's rows, then
+    //    compressed rows (HCA: all visible; CSA: the selected ones)
+    const int64_t w0 = std::max<int64_t>(0, p0 - h.n_swa + 1);
+    const int64_t n_before = p0 - w0;
+    std::vector<float>& table = S.table;
+    size_t n_rows = static_cast<size_t>(n_before + T);
+    table.resize(n_rows * static_cast<size_t>(Dh));
+    for (int64_t p = w0; p < p0; ++p)
+      kcodec.decode(ls.ring.data() + static_cast<size_t>(p % h.n_swa) * kcodec.bytes(),
+                    table.data() + static_cast<size_t>(p - w0) * static_cast<size_t>(Dh));
+    std::memcpy(table.data() + static_cast<size_t>(n_before * Dh), kv + t0 * Dh,
+                static_cast<size_t>(T * Dh) * 4);
+    // CSA: indexer scores + top-k per token
+    std::vector<std::vector<int32_t>> sel_of;
+    if (r == 4) {
+      const int64_t n_keys = ls.n_idx;
+      float* keys = grow(S.keys, static_cast<size_t>(std::max<int64_t>(1, n_keys * dI)));
+      for (int64_t j = 0; j < n_keys; ++j)
+        icodec.decode(ls.idx_rows.data() + static_cast<size_t>(j) * icodec.bytes(), keys + j * dI);
+      int64_t* nv = grow(S.n_vis, static_cast<size_t>(T));
+      for (int64_t k = 0; k < T; ++k) nv[k] = (p0 + k + 1) / 4;
+      const int64_t ld = std::max<int64_t>(1, n_keys);
+      float* score = grow(S.score, static_cast<size_t>(T * ld));
+      const float wscale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(dI)) /
+                                              std::sqrt(static_cast<double>(nI)));
+      ops_.indexer_scores(qI + t0 * nI * dI, wI + t0 * nI, T, nI, dI, keys, nv, wscale, score, ld);
+      sel_of.resize(static_cast<size_t>(T));
+      std::vector<int32_t>& map = S.map;
+      map.assign(static_cast<size_t>(ls.n_comp), -1);
+      for (int64_t k = 0; k < T; ++k) {
+        top_k(score + k * ld, nv[k], h.indexer_top_k, sel_of[static_cast<size_t>(k)]);
+        if (sel_hook_)
+          sel_hook_(li, p0 + k, std::span<const float>(score + k * ld, static_cast<size_t>(nv[k])),
+                    sel_of[static_cast<size_t>(k)]);
+        if (obs_) {
+          obs_("indexer_scores", li, p0 + k, std::span<const float>(score + k * ld, static_cast<size_t>(nv[k])));
+          std::vector<float> sf(sel_of[static_cast<size_t>(k)].begin(), sel_of[static_cast<size_t>(k)].end());
+          obs_("indexer_topk", li, p0 + k, sf);
+        }
+        for (int32_t j : sel_of[static_cast<size_t>(k)])
+          if (map[static_cast<size_t>(j)] < 0) {
+            map[static_cast<size_t>(j)] = static_cast<int32_t>(n_rows++);
+            table.resize(n_rows * static_cast<size_t>(Dh));
+            kcodec.decode(ls.comp_rows.data() + static_cast<size_t>(j) * kcodec.bytes(),
+                          table.data() + (n_rows - 1) * static_cast<size_t>(Dh));
+          }
+      }
+      if (static_cast<size_t>(li) < last_sel_.size()) last_sel_[static_cast<size_t>(li)] = sel_of.back();
+    }
+    const size_t comp_base = n_rows;
+    if (r == 128) {
+      table.resize((n_rows + static_cast<size_t>(ls.n_comp)) * static_cast<size_t>(Dh));
+      for (int64_t j = 0; j < ls.n_comp; ++j)
+        kcodec.decode(ls.comp_rows.data() + static_cast<size_t>(j) * kcodec.bytes(),
+                      table.data() + (n_rows + static_cast<size_t>(j)) * static_cast<size_t>(Dh));
+      n_rows += static_cast<size_t>(ls.n_comp);
+    }
+    // index lists
+    int64_t* off = grow(S.offsets, static_cast<size_t>(T + 1));
+    std::vector<int32_t>& idx = S.indices;
+    idx.clear();
+    for (int64_t k = 0; k < T; ++k) {
+      const int64_t p = p0 + k;
+      off[k] = static_cast<int64_t>(idx.size());
+      for (int64_t pw = std::max<int64_t>(0, p - h.n_swa + 1); pw <= p; ++pw)
+        idx.push_back(static_cast<int32_t>(pw - w0));
+      if (r == 4) {
+        for (int32_t j : sel_of[static_cast<size_t>(k)]) idx.push_back(S.map[static_cast<size_t>(j)]);
+      } else if (r == 128) {
+        for (int64_t j = 0; j < (p + 1) / r; ++j) idx.push_back(static_cast<int32_t>(comp_base + static_cast<size_t>(j)));
+      }
+    }
+    off[T] = static_cast<int64_t>(idx.size());
+    ops_.attention(q + t0 * H * Dh, T, H, Dh, table.data(), off, idx.data(), L.sinks.data(),
+                   static_cast<float>(1.0 / std::sqrt(static_cast<double>(Dh))), o + t0 * H * Dh);
+    // 3. ring update: the chunk's raw rows (last n_swa of them)
+    for (int64_t k = std::max<int64_t>(0, T - h.n_swa); k < T; ++k) {
+      rowbuf.assign(kv + (t0 + k) * Dh, kv + (t0 + k + 1) * Dh);
+      kcodec.encode(rowbuf.data(), ls.ring.data() + static_cast<size_t>((p0 + k) % h.n_swa) * kcodec.bytes());
+    }
+    t0 += T;
+  }
+  // §7.7 inverse RoPE, grouped low-rank output
+  ops_.rope(o, N, H, Dh, freqs.data(), nf, pos, true);
+  const int64_t gw = H * Dh / G;
+  float* z = grow(S.z, uN * static_cast<size_t>(G * Ro));
+  for (int64_t g = 0; g < G; ++g) {
+    Weight wg = L.wo_a;
+    wg.rows = Ro;
+    wg.data = L.wo_a.data + static_cast<size_t>(g * Ro) * L.wo_a.row_bytes;
+    ops_.matmul(wg, o + g * gw, H * Dh, N, z + g * Ro, G * Ro);
+  }
+  ops_.matmul(L.wo_b, z, G * Ro, N, F, D);
+  emit("attn_out", li, F, D, D);
+  ops_.hc_post(X, N, hc, D, post, comb, F);
+  emit("hc_after_attn", li, X, hc * D, hc * D);
+
+  // ---- MoE sublayer (§8)
+  ops_.hc_coeffs(X, N, hc, D, L.hc_ffn.view(), eps, h.hc_eps, h.hc_sinkhorn_iters, pre, post, comb);
+  ops_.hc_pre(X, N, hc, D, pre, a);
+  ops_.rms_norm(a, L.ffn_norm.data(), N, D, eps, a);
+  emit("ffn_norm", li, a, D, D);
+  const int64_t E = h.n_expert, K = h.n_expert_used;
+  float* rl = grow(S.rl, uN * static_cast<size_t>(E));
+  ops_.matmul(L.gate, a, D, N, rl, E);
+  int32_t* rid = grow(S.rid, uN * static_cast<size_t>(K));
+  float* rw = grow(S.rw, uN * static_cast<size_t>(K));
+  {
+    std::vector<float> biased(static_cast<size_t>(E));
+    std::vector<double> sc(static_cast<size_t>(E));
+    std::vector<int32_t> top;
+    for (size_t t = 0; t < uN; ++t) {
+        const int32_t tok = toks[t];
+        for (int64_t e = 0; e < E; ++e) sc[static_cast<size_t>(e)] = std::sqrt(softplus(rl[t * static_cast<size_t>(E) + static_cast<size_t>(e)]));
+        if (li < h.n_hash_layers) {
+          top.assign(L.tid2eid.begin() + tok * K, L.tid2eid.begin() + (tok + 1) * K);
+        } else {
+          for (int64_t e = 0; e < E; ++e)
+            biased[static_cast<size_t>(e)] = static_cast<float>(sc[static_cast<size_t>(e)] + L.gate_bias[static_cast<size_t>(e)]);
+          top_k(biased.data(), E, K, top);
+        }
+        double sum = 0;
+        for (int32_t e : top) sum += sc[static_cast<size_t>(e)];
+        for (int64_t k = 0; k < K; ++k) {
+          const double s = sc[static_cast<size_t>(top[static_cast<size_t>(k)])];
+          rid[t * static_cast<size_t>(K) + static_cast<size_t>(k)] = top[static_cast<size_t>(k)];
+          rw[t * static_cast<size_t>(K) + static_cast<size_t>(k)] =
+              static_cast<float>((h.expert_weights_norm ? s / sum : s) * h.expert_weights_scale);
+        }
+        if (obs_) {
+          std::vector<float> ids(top.begin(), top.end());
+          obs_("router_experts", li, pos[t], ids);
+          obs_("router_weights", li, pos[t], std::span<const float>(rw + t * static_cast<size_t>(K), static_cast<size_t>(K)));
+        }
+      }
+  }
+  std::fill(F, F + uN * static_cast<size_t>(D), 0.0f);
+  ops_.moe(L.experts, a, N, K, rid, rw, L.clamp_exp, F);
+  if (!L.shared.gate.empty()) {
+    std::vector<int32_t> zero(uN, 0);
+    std::vector<float> one(uN, 1.0f);
+    ops_.moe(L.shared, a, N, 1, zero.data(), one.data(), L.clamp_shexp, F);
+  }
+  emit("moe_out", li, F, D, D);
+  ops_.hc_post(X, N, hc, D, post, comb, F);
+  emit("l_out", li, X, hc * D, hc * D);
+}
+
+
+void Forward::head_logits(const HcParams& hcp, const std::vector<float>& norm, const float* X,
+                          const std::vector<int64_t>& want, const int64_t* pos, const char* prefix,
+                          std::vector<float>& logits) {
+  const HParams& h = m_.hparams();
+  const int64_t D = h.n_embd, hc = h.n_hc, V = h.n_vocab;
+  const float eps = h.rms_eps;
   const int64_t M = static_cast<int64_t>(want.size());
   std::vector<float> Xs(static_cast<size_t>(M * hc * D)), y(static_cast<size_t>(M * D));
   for (int64_t i = 0; i < M; ++i)
     std::memcpy(Xs.data() + i * hc * D, X + want[static_cast<size_t>(i)] * hc * D, static_cast<size_t>(hc * D) * 4);
-  ops_.hc_head(Xs.data(), M, hc, D, m_.hc_head().view(), eps, h.hc_eps, y.data());
+  ops_.hc_head(Xs.data(), M, hc, D, hcp.view(), eps, h.hc_eps, y.data());
   if (obs_)
     for (int64_t i = 0; i < M; ++i)
-      obs_("hc_head_out", -1, pos[want[static_cast<size_t>(i)]], std::span<const float>(y.data() + i * D, static_cast<size_t>(D)));
-  ops_.rms_norm(y.data(), m_.out_norm().data(), M, D, eps, y.data());
+      obs_(std::string(prefix) + "hc_head_out", -1, pos[want[static_cast<size_t>(i)]],
+           std::span<const float>(y.data() + i * D, static_cast<size_t>(D)));
+  ops_.rms_norm(y.data(), norm.data(), M, D, eps, y.data());
   if (obs_)
     for (int64_t i = 0; i < M; ++i)
-      obs_("final_norm", -1, pos[want[static_cast<size_t>(i)]], std::span<const float>(y.data() + i * D, static_cast<size_t>(D)));
+      obs_(std::string(prefix) + "final_norm", -1, pos[want[static_cast<size_t>(i)]],
+           std::span<const float>(y.data() + i * D, static_cast<size_t>(D)));
   logits.resize(static_cast<size_t>(M * V));
   ops_.matmul(m_.head(), y.data(), D, M, logits.data(), V);
-  (void)n_out;
-  for (const SeqInput& in : seqs) in.state->pos_ += static_cast<int64_t>(in.tokens.size());
+}
+
+std::span<const float> Forward::hidden() const {
+  const HParams& h = m_.hparams();
+  return std::span<const float>(s_->X.data(), static_cast<size_t>(n_hidden_ * h.n_hc * h.n_embd));
+}
+
+Status Forward::run_mtp(SequenceState& st, std::span<const float> X, std::span<const int32_t> next,
+                        std::vector<float>& logits) {
+  const HParams& h = m_.hparams();
+  const Mtp* mtp = m_.mtp();
+  if (mtp == nullptr) return Status(ErrorCode::kUnsupported, "the model file has no MTP block");
+  const int64_t D = h.n_embd, hc = h.n_hc, V = h.n_vocab;
+  const int64_t T = static_cast<int64_t>(next.size());
+  if (T == 0) return Status(ErrorCode::kInvalidArgument, "MTP of zero positions");
+  if (X.size() != static_cast<size_t>(T * hc * D))
+    return Status(ErrorCode::kInvalidArgument, "MTP: hidden states are not [T][n_hc][n_embd]");
+  if (st.mtp_pos_ + T > st.n_ctx())
+    return Status(ErrorCode::kInvalidArgument, "MTP positions exceed n_ctx");
+  for (int32_t t : next)
+    if (t < 0 || t >= V)
+      return Status(ErrorCode::kInvalidArgument, "token id " + std::to_string(t) + " out of range");
+  const float eps = h.rms_eps;
+  std::vector<int64_t> pos(static_cast<size_t>(T));
+  for (int64_t k = 0; k < T; ++k) pos[static_cast<size_t>(k)] = st.mtp_pos_ + k;
+  // §10: e = enorm(embed[t_{p+1}]); X'[j] = e_proj·e + h_proj·hnorm(X[p][j])
+  std::vector<float> e(static_cast<size_t>(T * D)), hn(static_cast<size_t>(T * hc * D));
+  for (int64_t k = 0; k < T; ++k) {
+    const Weight& E = m_.embed();
+    DSV4_RETURN_IF_ERROR(quant::dequantize_row(E.type, E.data + static_cast<size_t>(next[static_cast<size_t>(k)]) * E.row_bytes,
+                                               e.data() + k * D, D));
+  }
+  ops_.rms_norm(e.data(), mtp->enorm.data(), T, D, eps, e.data());
+  ops_.rms_norm(X.data(), mtp->hnorm.data(), T * hc, D, eps, hn.data());
+  std::vector<float> Y(static_cast<size_t>(T * hc * D)), tmp(static_cast<size_t>(T * hc * D));
+  if (!mtp->e_proj.empty()) {
+    std::vector<float> ep(static_cast<size_t>(T * D));
+    ops_.matmul(mtp->e_proj, e.data(), D, T, ep.data(), D);
+    ops_.matmul(mtp->h_proj, hn.data(), D, T * hc, Y.data(), D);
+    for (int64_t k = 0; k < T; ++k)
+      for (int64_t j = 0; j < hc; ++j)
+        for (int64_t c = 0; c < D; ++c) Y[static_cast<size_t>((k * hc + j) * D + c)] += ep[static_cast<size_t>(k * D + c)];
+  } else {  // upstream's eh_proj: [e ; hnorm(X_j)] (2D inputs) → D
+    std::vector<float> cat(static_cast<size_t>(T * hc * 2 * D));
+    for (int64_t k = 0; k < T; ++k)
+      for (int64_t j = 0; j < hc; ++j) {
+        float* r = cat.data() + (k * hc + j) * 2 * D;
+        std::memcpy(r, e.data() + k * D, static_cast<size_t>(D) * 4);
+        std::memcpy(r + D, hn.data() + (k * hc + j) * D, static_cast<size_t>(D) * 4);
+      }
+    ops_.matmul(mtp->eh_proj, cat.data(), 2 * D, T * hc, Y.data(), D);
+  }
+  // the MTP block (its own window state), then its HC head, norm and the shared LM head
+  std::vector<SeqLayer> sl{{&st.mtp_, st.mtp_pos_, T, st.options().official_numerics}};
+  std::vector<int32_t> toks(next.begin(), next.end());
+  layer(mtp->block, static_cast<int>(h.n_layer), sl, T, pos.data(), toks.data(), Y.data());
+  std::vector<int64_t> want(static_cast<size_t>(T));
+  for (int64_t k = 0; k < T; ++k) want[static_cast<size_t>(k)] = k;
+  head_logits(mtp->hc_head, mtp->norm, Y.data(), want, pos.data(), "mtp_", logits);
+  st.mtp_pos_ += T;
   return Status::ok();
 }
 

@@ -330,6 +330,17 @@ Status fill(const Plan& p, std::span<uint8_t> out) {
     }
     return Status::ok();
   }
+  if (p.src.size() > 1) {  // stacked float experts, in order
+    for (const StTensor* e : p.src) {
+      Plan one = p;
+      one.src = {e};
+      one.scale = {nullptr};
+      const size_t bytes = static_cast<size_t>(e->n_elements()) * (p.type == kF32 ? 4 : 2);
+      DSV4_RETURN_IF_ERROR(fill(one, std::span<uint8_t>(o, bytes)));
+      o += bytes;
+    }
+    return Status::ok();
+  }
   const int64_t n = s->n_elements();
   switch (s->dtype) {
     case StDtype::kBF16:
@@ -367,6 +378,21 @@ Status fill(const Plan& p, std::span<uint8_t> out) {
 
 namespace {
 
+// GGUF name of an official MTP tensor (mtp.0.*) for the block stored at index n_layer.
+std::string mtp_gguf_name(const std::string& n, int64_t n_layer) {
+  static const std::map<std::string, std::string> kExtra = {
+      {"e_proj.weight", "nextn.e_proj.weight"},   {"h_proj.weight", "nextn.h_proj.weight"},
+      {"enorm.weight", "nextn.enorm.weight"},     {"hnorm.weight", "nextn.hnorm.weight"},
+      {"norm.weight", "nextn.shared_head_norm.weight"},
+      {"hc_head_fn", "nextn.hc_head_fn.weight"},  {"hc_head_base", "nextn.hc_head_base.weight"},
+      {"hc_head_scale", "nextn.hc_head_scale.weight"},
+  };
+  const std::string rest = n.substr(6);
+  const std::string p = "blk." + std::to_string(n_layer) + ".";
+  if (auto it = kExtra.find(rest); it != kExtra.end()) return p + it->second;
+  return upstream_name("layers." + std::to_string(n_layer) + "." + rest);
+}
+
 // Everything a conversion writes, planned: the writer (metadata + tensor infos), what fills each
 // tensor, and the open checkpoint the fills read.
 struct Conversion {
@@ -383,11 +409,20 @@ Status plan_conversion(const std::string& dir, const ConvertOptions& opt, Conver
   if (!hr) return hr.status();
   HParams h = std::move(hr).value();
   DSV4_RETURN_IF_ERROR(open_checkpoint(dir, ck));
+  // The MTP block (mtp.0.*) only on request: upstream's converter drops it, and its GGUF naming
+  // (one concatenated eh_proj, no MTP HC head) cannot hold it losslessly.
+  const bool mtp = opt.include_mtp && ck.find("mtp.0.e_proj.weight") != nullptr &&
+                   static_cast<int64_t>(h.compress_ratios.size()) > h.n_layer;
+  if (mtp) {
+    h.n_nextn = 1;
+    h.n_layer_all = h.n_layer + 1;
+  }
 
   // Group the checkpoint's tensors under their GGUF names.
   std::map<std::string, std::vector<const StTensor*>> groups;
   for (const auto& [name, t] : ck.by_name) {
-    const std::string u = upstream_name(name);
+    std::string u = upstream_name(name);
+    if (mtp && name.rfind("mtp.0.", 0) == 0) u = mtp_gguf_name(name, h.n_layer);
     if (!u.empty()) groups[u].push_back(t);
   }
   for (const TensorSpec& spec : expected_tensors(h)) {
@@ -424,8 +459,14 @@ Status plan_conversion(const std::string& dir, const ConvertOptions& opt, Conver
     }
     const StTensor* s = p.src.front();
     if (spec.cls == TensorClass::kExperts) {
-      if (s->dtype != StDtype::kI8) return Status(ErrorCode::kUnsupported, s->name + ": routed experts must be FP4 (I8)");
-      p.type = kMXFP4;
+      // official checkpoints: FP4 (I8 pairs); float experts (test checkpoints) are stacked as stored
+      if (s->dtype == StDtype::kI8) {
+        p.type = kMXFP4;
+      } else if (s->dtype == StDtype::kF32 || s->dtype == StDtype::kBF16) {
+        p.type = s->dtype == StDtype::kF32 ? kF32 : kBF16;
+      } else {
+        return Status(ErrorCode::kUnsupported, s->name + ": routed experts must be FP4 (I8), F32 or BF16");
+      }
     } else if (s->dtype == StDtype::kF8E4M3) {
       // F8_E4M3_B128 needs rows of whole 128-blocks; a narrower row (only in tiny test models)
       // is kept losslessly as BF16 instead.

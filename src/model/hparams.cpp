@@ -192,14 +192,15 @@ Result<HParams> hparams_from_gguf(const GgufModel& f) {
   if (!r.status().is_ok()) return r.status();
 
   // MTP blocks: upstream stores them as the last nextn_predict_layers blocks of block_count and
-  // ignores the key when the first MTP tensor is absent (ds4 files declare 1 and store none).
+  // ignores the key when the first MTP tensor is absent (ds4 files declare 1 and store none); dsv4
+  // also accepts the separate e_proj/h_proj form (tensors.h).
   r.check(h.n_nextn < h.n_layer_all, key_of("nextn_predict_layers"),
           "= " + std::to_string(h.n_nextn) + " leaves no trunk layer in block_count " +
               std::to_string(h.n_layer_all));
   if (!r.status().is_ok()) return r.status();
-  if (h.n_nextn > 0 &&
-      f.find_tensor("blk." + std::to_string(h.n_layer_all - h.n_nextn) + ".nextn.eh_proj.weight") ==
-          nullptr) {
+  const std::string first_mtp = "blk." + std::to_string(h.n_layer_all - h.n_nextn) + ".nextn.";
+  if (h.n_nextn > 0 && f.find_tensor(first_mtp + "eh_proj.weight") == nullptr &&
+      f.find_tensor(first_mtp + "e_proj.weight") == nullptr) {
     h.n_nextn = 0;
   }
   h.n_layer = h.n_layer_all - h.n_nextn;

@@ -144,6 +144,7 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
 #ifdef DSV4_HAVE_HF_CONVERT
     ConvertOptions co;
     co.keep_fp8 = true;
+    co.include_mtp = true;
     auto bytes = convert_hf_to_gguf_bytes(path, co);
     if (!bytes) return bytes.status();
     auto owned = std::move(*bytes);
@@ -184,8 +185,8 @@ Result<std::unique_ptr<Model>> Model::from_gguf(GgufModel file, std::vector<uint
   m->hc_head_ = ld.hc("output_hc");
   m->layers_.resize(static_cast<size_t>(h.n_layer));
   uint64_t active = 0;
-  for (int64_t il = 0; il < h.n_layer; ++il) {
-    Layer& L = m->layers_[static_cast<size_t>(il)];
+  // Loads block il (a trunk layer, or the MTP block at il = n_layer) into L.
+  auto load_layer = [&](int64_t il, Layer& L) -> Status {
     const std::string b = "blk." + std::to_string(il) + ".";
     L.ratio = h.ratio(il);
     L.hc_attn = ld.hc(b + "hc_attn");
@@ -235,7 +236,11 @@ Result<std::unique_ptr<Model>> Model::from_gguf(GgufModel file, std::vector<uint
     }
     L.clamp_exp = h.swiglu_clamp_exp[static_cast<size_t>(il)];
     L.clamp_shexp = h.swiglu_clamp_shexp[static_cast<size_t>(il)];
-    DSV4_RETURN_IF_ERROR(ld.status());
+    return ld.status();
+  };
+  for (int64_t il = 0; il < h.n_layer; ++il) {
+    const std::string b = "blk." + std::to_string(il) + ".";
+    DSV4_RETURN_IF_ERROR(load_layer(il, m->layers_[static_cast<size_t>(il)]));
     // bytes one token reads in this layer: everything but the routed experts, plus k of them
     uint64_t experts = 0;
     for (const char* e : {"ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight"})
@@ -243,6 +248,26 @@ Result<std::unique_ptr<Model>> Model::from_gguf(GgufModel file, std::vector<uint
     active += experts / static_cast<uint64_t>(h.n_expert) * static_cast<uint64_t>(h.n_expert_used);
   }
   DSV4_RETURN_IF_ERROR(ld.status());
+  if (h.n_nextn > 0) {  // the first MTP block (§10)
+    const int64_t il = h.n_layer;
+    const std::string n = "blk." + std::to_string(il) + ".nextn.";
+    auto mtp = std::make_unique<Mtp>();
+    DSV4_RETURN_IF_ERROR(load_layer(il, mtp->block));
+    const GgufModel& gf = *m->file_;
+    if (gf.find_tensor(n + "e_proj.weight") != nullptr) {
+      mtp->e_proj = ld.matrix(n + "e_proj.weight");
+      mtp->h_proj = ld.matrix(n + "h_proj.weight");
+    } else {
+      mtp->eh_proj = ld.matrix(n + "eh_proj.weight");
+    }
+    mtp->enorm = ld.vec(n + "enorm.weight");
+    mtp->hnorm = ld.vec(n + "hnorm.weight");
+    mtp->norm = gf.find_tensor(n + "shared_head_norm.weight") != nullptr ? ld.vec(n + "shared_head_norm.weight")
+                                                                         : m->out_norm_;
+    mtp->hc_head = gf.find_tensor(n + "hc_head_fn.weight") != nullptr ? ld.hc(n + "hc_head") : m->hc_head_;
+    DSV4_RETURN_IF_ERROR(ld.status());
+    m->mtp_ = std::move(mtp);
+  }
   if (m->hc_head_.base.size() != static_cast<size_t>(h.n_hc) || m->hc_head_.scale.empty()) {
     return Status(ErrorCode::kInvalidFile, "output_hc_base/scale: wrong size");
   }

@@ -104,8 +104,16 @@ std::vector<TensorSpec> expected_tensors(const HParams& h) {
   for (int64_t il = 0; il < h.n_layer_all; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";
     add_block(t, h, p, h.ratio(il), il < h.n_hash_layers);
-    if (il >= h.n_layer) {  // upstream MTP block: e/h projections concatenated into eh_proj
-      add(p + "nextn.eh_proj.weight", {2 * D, D}, C::kProjection);
+    if (il >= h.n_layer) {  // MTP block: upstream concatenates the e/h projections into eh_proj;
+      // dsv4 also reads them separately (e_proj, h_proj) and the MTP's own HC head (hc_head_*),
+      // which upstream's naming lacks (model.h, struct Mtp). One of the two forms is required
+      // (checked by validate_tensors).
+      add(p + "nextn.eh_proj.weight", {2 * D, D}, C::kProjection, false);
+      add(p + "nextn.e_proj.weight", {D, D}, C::kProjection, false);
+      add(p + "nextn.h_proj.weight", {D, D}, C::kProjection, false);
+      add(p + "nextn.hc_head_fn.weight", {hc * D, hc}, C::kMatrix, false);
+      add(p + "nextn.hc_head_base.weight", {hc}, C::kVector, false);
+      add(p + "nextn.hc_head_scale.weight", {1}, C::kVector, false);
       add(p + "nextn.enorm.weight", {D}, C::kVector);
       add(p + "nextn.hnorm.weight", {D}, C::kVector);
       add(p + "nextn.embed_tokens.weight", {D, V}, C::kMatrix, false);
@@ -165,6 +173,13 @@ Status validate_tensors(const GgufModel& f, const HParams& h, std::vector<std::s
     if (!type_allowed(s.cls, t->type_id)) {
       out.push_back(s.name + ": type " + std::string(t->type->name) + " is not allowed here");
     }
+  }
+  // MTP blocks: eh_proj, or e_proj and h_proj
+  for (int64_t il = h.n_layer; !ds4_mtp && il < h.n_layer_all; ++il) {
+    const std::string n = "blk." + std::to_string(il) + ".nextn.";
+    const bool eh = f.find_tensor(n + "eh_proj.weight") != nullptr;
+    const bool e = f.find_tensor(n + "e_proj.weight") != nullptr, hp = f.find_tensor(n + "h_proj.weight") != nullptr;
+    if (!eh && !(e && hp)) out.push_back(n + "eh_proj.weight (or e_proj + h_proj): required tensor is missing");
   }
   for (const GgufTensorInfo* t : f.tensors()) {
     if (known.find(t->name) == known.end()) {

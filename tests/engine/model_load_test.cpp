@@ -6,6 +6,8 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <algorithm>
+#include <cstdio>
 #include <string>
 
 #include "dsv4/backend/cpu/cpu_ops.h"
@@ -26,6 +28,7 @@ TEST(ModelLoad, SafetensorsDirEqualsKeepFp8Gguf) {
   const std::string gguf = (std::filesystem::temp_directory_path() / "dsv4_model_load_keepfp8.gguf").string();
   dsv4::ConvertOptions co;
   co.keep_fp8 = true;
+  co.include_mtp = true;  // as Model::load does for a directory
   ASSERT_TRUE(dsv4::convert_hf_to_gguf(dir, gguf, co).is_ok());
   auto from_file = Model::load(gguf);
   ASSERT_TRUE(from_file.is_ok()) << from_file.status().to_string();
@@ -66,6 +69,110 @@ TEST(ModelLoad, BadDirectoryNamesTheProblem) {
   ASSERT_FALSE(m.is_ok());
   EXPECT_NE(m.status().message().find("config.json"), std::string::npos) << m.status().to_string();
   std::filesystem::remove_all(d);
+}
+
+}  // namespace
+
+namespace {
+
+// MTP (dsv4-architecture.md §10) against the official inference code's MTP logits
+// (tests/fixtures/tiny/mtp_*.npy: official_stable variant, quantisation simulation as published).
+// The MTP block is fed the official trunk states, so trunk rounding flips do not enter; our own
+// trunk states are compared separately. Bound: NMSE ≤ 1e-6 at ≥ 99% of positions (the MTP block's
+// own FP8 KV rounding can flip at a near tie, as in the trunk tests).
+TEST(Mtp, OfficialLogitsFromOfficialTrunkStates) {
+  auto m = Model::load(std::string(DSV4_FIXTURES_DIR) + "/tiny");
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  const Model& model = **m;
+  ASSERT_NE(model.mtp(), nullptr) << "the safetensors directory holds mtp.0.*";
+  const auto toks = tokens_of(load_npy(fx("tiny", "mtp_tokens.npy")));
+  const dsv4::NpyArray X = load_npy(fx("tiny", "mtp_trunk_states.npy"));
+  const dsv4::NpyArray ref = load_npy(fx("tiny", "mtp_logits.npy"));
+  const int64_t T = X.shape[0], V = model.hparams().n_vocab;
+  std::vector<float> xs(static_cast<size_t>(X.size()));
+  for (int64_t i = 0; i < X.size(); ++i) xs[static_cast<size_t>(i)] = static_cast<float>(X.as_f64(i));
+  std::vector<int32_t> next(toks.begin() + 1, toks.begin() + 1 + T);
+  auto ops = dsv4::backend::make_cpu_ops(1);
+  dsv4::model::Forward f(model, *ops);
+  dsv4::model::SequenceState st(model, {});
+  std::vector<float> logits;
+  ASSERT_TRUE(f.run_mtp(st, xs, next, logits).is_ok());
+  int64_t bad = 0;
+  double worst = 0;
+  for (int64_t p = 0; p < T; ++p) {
+    const double e = nmse(logits.data() + p * V, ref, p);
+    worst = std::max(worst, e);
+    if (!(e <= 1e-6)) ++bad;
+  }
+  std::printf("[mtp] one call over %lld positions: max NMSE %.3e, %lld over 1e-6\n", static_cast<long long>(T),
+              worst, static_cast<long long>(bad));
+  EXPECT_LE(bad, T / 100);
+  // one position per call (decode form): bit-identical to the one call
+  dsv4::model::SequenceState st2(model, {});
+  std::vector<float> one;
+  const size_t row = static_cast<size_t>(model.hparams().n_hc * model.hparams().n_embd);
+  for (int64_t p = 0; p < T; ++p) {
+    ASSERT_TRUE(f.run_mtp(st2, std::span<const float>(xs.data() + static_cast<size_t>(p) * row, row),
+                          std::span<const int32_t>(&next[static_cast<size_t>(p)], 1), one).is_ok());
+    EXPECT_EQ(std::memcmp(one.data(), logits.data() + p * V, static_cast<size_t>(V) * 4), 0) << "position " << p;
+  }
+}
+
+TEST(Mtp, OwnTrunkStatesThenMtp) {
+  auto m = Model::load(std::string(DSV4_FIXTURES_DIR) + "/tiny");
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  const Model& model = **m;
+  const auto toks = tokens_of(load_npy(fx("tiny", "mtp_tokens.npy")));
+  const dsv4::NpyArray X = load_npy(fx("tiny", "mtp_trunk_states.npy"));
+  const dsv4::NpyArray ref = load_npy(fx("tiny", "mtp_logits.npy"));
+  const int64_t T = X.shape[0], V = model.hparams().n_vocab;
+  auto ops = dsv4::backend::make_cpu_ops(1);
+  dsv4::model::Forward f(model, *ops);
+  dsv4::model::SequenceState st(model, {});
+  std::vector<float> logits;
+  dsv4::model::SeqInput in{&st, toks, true};
+  ASSERT_TRUE(f.run(std::span<const dsv4::model::SeqInput>(&in, 1), logits).is_ok());
+  const size_t row = static_cast<size_t>(model.hparams().n_hc * model.hparams().n_embd);
+  std::vector<float> hid(f.hidden().begin(), f.hidden().begin() + static_cast<std::ptrdiff_t>(row * static_cast<size_t>(T)));
+  int64_t state_bad = 0, bad = 0, untraced = 0;
+  std::vector<int64_t> bad_state_pos;
+  for (int64_t p = 0; p < T; ++p) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < row; ++i) {
+      const double b = X.as_f64(p * static_cast<int64_t>(row) + static_cast<int64_t>(i));
+      num += (hid[static_cast<size_t>(p) * row + i] - b) * (hid[static_cast<size_t>(p) * row + i] - b);
+      den += b * b;
+    }
+    if (!(num / den <= 1e-6)) {
+      ++state_bad;
+      bad_state_pos.push_back(p);
+    }
+  }
+  std::vector<int32_t> next(toks.begin() + 1, toks.begin() + 1 + T);
+  ASSERT_TRUE(f.run_mtp(st, hid, next, logits).is_ok());
+  // Our trunk states differ from the official ones by float noise (and by near-tie FP8/FP4 flips
+  // at a few positions); inside the MTP block that noise can flip its own FP8 KV roundings, so
+  // this end-to-end run is reported, with a loose guard (a real MTP bug gives ~1e-2 and up
+  // everywhere; the strict check is the test above, fed the official states).
+  const int64_t W = model.hparams().n_swa;
+  double worst = 0;
+  for (int64_t p = 0; p < T; ++p) {
+    const double e = nmse(logits.data() + p * V, ref, p);
+    worst = std::max(worst, e);
+    if (!(e <= 1e-6)) {
+      ++bad;
+      const bool traced = std::any_of(bad_state_pos.begin(), bad_state_pos.end(),
+                                      [&](int64_t q) { return q <= p && p - q < W; });
+      if (!traced) ++untraced;
+    }
+  }
+  // The trunk's own near-tie rounding flips (forward_test traces them against transformers'
+  // recorded rows; the official code's rows are not recorded) propagate into some positions.
+  std::printf("[mtp] own trunk: %lld of %lld trunk states over 1e-6; MTP logits: max NMSE %.3e, over 1e-6 at "
+              "%lld positions (%lld without such a trunk state in the MTP window)\n",
+              static_cast<long long>(state_bad), static_cast<long long>(T), worst, static_cast<long long>(bad),
+              static_cast<long long>(untraced));
+  EXPECT_LE(worst, 1e-3);
 }
 
 }  // namespace

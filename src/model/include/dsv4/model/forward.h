@@ -46,6 +46,7 @@ class SequenceState {
   SequenceState(const Model& m, const StateOptions& opts);
 
   int64_t n_past() const { return pos_; }
+  int64_t mtp_n_past() const { return mtp_pos_; }
   int64_t n_ctx() const { return opts_.n_ctx; }
   const StateOptions& options() const { return opts_; }
   void reset();
@@ -71,6 +72,7 @@ class SequenceState {
 
  private:
   friend class Forward;
+ public:
   struct LayerState {
     std::vector<uint8_t> ring;            // n_swa raw rows (row p at p mod n_swa)
     std::vector<float> comp_c, comp_z;    // [2r][coff·d], input p at p mod 2r
@@ -79,10 +81,15 @@ class SequenceState {
     std::vector<uint8_t> idx_rows;        // n_idx indexer key rows
     int64_t n_comp = 0, n_idx = 0;
   };
+
+ private:
   const Model* model_;
   StateOptions opts_;
   std::vector<LayerState> layers_;
   int64_t pos_ = 0;
+  LayerState mtp_;       // the MTP block's state (not part of checkpoints)
+  int64_t mtp_pos_ = 0;
+  void init_layer(LayerState& s, const Layer& L);
 };
 
 // Named intermediates (names of RefModel's observer, ref_model.h): called per token with the
@@ -114,6 +121,16 @@ class Forward {
   // range, a sequence that would pass its n_ctx, an empty sequence; nothing is changed then.
   Status run(std::span<const SeqInput> seqs, std::vector<float>& logits);
 
+  // MTP (dsv4-architecture.md §10), when the model has an MTP block: for positions p =
+  // st.mtp_n_past() … + T − 1, given the trunk's final HC states X[p] ([T][n_hc][n_embd], e.g.
+  // hidden() after run()) and the next tokens t_{p+1}, writes the logits for t_{p+2} ([T][n_vocab]).
+  // The MTP block keeps its own sliding-window state in `st` (positions advance with each call).
+  // Errors: kUnsupported without an MTP block, kInvalidArgument for bad shapes / ids / n_ctx.
+  Status run_mtp(SequenceState& st, std::span<const float> X, std::span<const int32_t> next,
+                 std::vector<float>& logits);
+  // The final HC states [N][n_hc][n_embd] of every token of the last run() (before the HC head).
+  std::span<const float> hidden() const;
+
   void set_observer(Observer obs) { obs_ = std::move(obs); }
   void set_hooks(RowHook row, SelHook sel) {
     row_hook_ = std::move(row);
@@ -132,6 +149,20 @@ class Forward {
   std::vector<std::vector<int32_t>> last_sel_;
   struct Scratch;
   std::shared_ptr<Scratch> s_;
+  int64_t n_hidden_ = 0;
+  // One sequence's view of a layer during a call.
+  struct SeqLayer {
+    SequenceState::LayerState* ls;
+    int64_t p0;      // position of its first token
+    int64_t T;       // tokens
+    bool numerics;   // official numerics
+  };
+  // One layer (§6) over the batch: X [N][n_hc][n_embd] in place.
+  void layer(const Layer& L, int li, const std::vector<SeqLayer>& sl, int64_t N, const int64_t* pos,
+             const int32_t* toks, float* X);
+  void head_logits(const HcParams& hcp, const std::vector<float>& norm, const float* X,
+                   const std::vector<int64_t>& want, const int64_t* pos, const char* prefix,
+                   std::vector<float>& logits);
 };
 
 // §9.2 / §9.3 helpers (exposed for tests), computed in float32 like the reference:

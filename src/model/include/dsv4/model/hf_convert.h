@@ -39,6 +39,10 @@ Result<int64_t> write_tokenizer_metadata(GgufWriter& w, const std::string& token
 
 struct ConvertOptions {
   bool keep_fp8 = false;
+  // Also write the MTP block (mtp.0.* → blk.{n_layer}.* and blk.{n_layer}.nextn.*, with
+  // e_proj/h_proj and the MTP HC head under dsv4's names; model.h struct Mtp). Off by default:
+  // upstream llama.cpp does not load those names.
+  bool include_mtp = false;
   std::string pre = "joyai-llm";  // tokenizer.ggml.pre of the real DeepSeek-V4 files
 };
 

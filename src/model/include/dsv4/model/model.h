@@ -56,6 +56,19 @@ struct Layer {
   float clamp_exp = 0, clamp_shexp = 0;
 };
 
+// The MTP block (§10), stored as upstream's `blk.{n_layer}.*` + `blk.{n_layer}.nextn.*`: a full
+// block (SWA in Flash) plus either eh_proj [D][2D] (upstream: [e ; h] concatenated) or e_proj and
+// h_proj [D][D] (dsv4's names for the official separate projections), enorm, hnorm, the head norm
+// (nextn.shared_head_norm; else output_norm) and the MTP's own HC head (nextn.hc_head_{fn,base,
+// scale}, a dsv4 extension; upstream files lack it and then the trunk's HC head is used, as
+// upstream llama.cpp does).
+struct Mtp {
+  Layer block;
+  Weight eh_proj, e_proj, h_proj;
+  std::vector<float> enorm, hnorm, norm;
+  HcParams hc_head;
+};
+
 class Model {
  public:
   // Opens a DeepSeek-V4 GGUF (any shard of a split set) and maps its weights, or an official
@@ -73,6 +86,8 @@ class Model {
   const Weight& head() const { return head_; }     // [n_vocab][D]
   const std::vector<float>& out_norm() const { return out_norm_; }
   const HcParams& hc_head() const { return hc_head_; }
+  // The first MTP block, or nullptr when the file has none.
+  const Mtp* mtp() const { return mtp_.get(); }
   const GgufModel& file() const { return *file_; }
   // RoPE frequencies θ'_i (§7.1) of a layer kind: compressed (ratio ≠ 0, YaRN) or plain.
   const std::vector<float>& rope_freqs(bool compressed) const {
@@ -95,6 +110,7 @@ class Model {
   Weight embed_, head_;
   std::vector<float> out_norm_;
   HcParams hc_head_;
+  std::unique_ptr<Mtp> mtp_;
   std::vector<float> freqs_swa_, freqs_comp_;
   uint64_t weight_bytes_ = 0, active_bytes_ = 0;
 };
