@@ -30,7 +30,7 @@ stage "tsan: scheduler and engine under ThreadSanitizer" bash -c \
 if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
   export PATH=$PATH:/usr/local/cuda/bin
   stage "build cuda (sm_80 only)" bash -c \
-    "cmake --preset cuda >/dev/null && cmake --build --preset cuda -j$JOBS --target dsv4_cuda cuda_dequant_test"
+    "cmake --preset cuda >/dev/null && cmake --build --preset cuda -j$JOBS --target dsv4_cuda cuda_dequant_test cuda_ops_test"
 else
   echo "==> build cuda: skipped (no nvcc on this machine)"
 fi
