@@ -35,10 +35,27 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::chunk(int index, int64_t* begin, int64_t* end) const {
-  const int64_t T = n_active_;
-  *begin = n_tasks_ * index / T;
-  *end = n_tasks_ * (index + 1) / T;
+void ThreadPool::run_chunks(uint32_t gen) {
+  uint64_t w = claim_.load(std::memory_order_acquire);
+  for (;;) {
+    if (static_cast<uint32_t>(w >> 32) != gen) return;
+    const uint64_t next = w & 0xFFFF, count = (w >> 16) & 0xFFFF;
+    if (next >= count) return;
+    if (!claim_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+      continue;  // w reloaded
+    // Chunk `next` of job `gen` is ours: the owner cannot start another job before we finish it,
+    // so the job fields are stable.
+    const int64_t T = n_active_, i = static_cast<int64_t>(next);
+    call_(ctx_, n_tasks_ * i / T, n_tasks_ * (i + 1) / T, static_cast<int>(i));
+    // seq_cst pairs with the owner's store of owner_sleeping_ then load of done_: one of the two
+    // sides sees the other, so the owner never sleeps through the last chunk.
+    if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == T &&
+        owner_sleeping_.load(std::memory_order_seq_cst)) {
+      std::lock_guard<std::mutex> lk(done_mu_);
+      done_cv_.notify_one();
+    }
+    w = claim_.load(std::memory_order_acquire);
+  }
 }
 
 void ThreadPool::run(int64_t n_tasks, Call call, void* ctx, int max_threads) {
@@ -54,31 +71,33 @@ void ThreadPool::run(int64_t n_tasks, Call call, void* ctx, int max_threads) {
   ctx_ = ctx;
   n_tasks_ = n_tasks;
   n_active_ = static_cast<int>(active);
-  // Every worker acknowledges every job (idle ones too), so no worker can still be reading this
-  // job's fields when the next job writes them.
-  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  const uint64_t g = gen_.load(std::memory_order_relaxed) + 1;
+  const uint32_t g32 = static_cast<uint32_t>(g);
+  claim_.store((static_cast<uint64_t>(g32) << 32) | (static_cast<uint64_t>(active) << 16),
+               std::memory_order_release);
   {
     std::lock_guard<std::mutex> lk(mu_);
-    gen_.fetch_add(1, std::memory_order_release);
+    gen_.store(g, std::memory_order_release);
   }
   cv_.notify_all();
 
-  int64_t b = 0, e = 0;
-  chunk(0, &b, &e);
-  call(ctx, b, e, 0);
+  run_chunks(g32);  // ours, and any a worker has not claimed yet
 
   for (int i = 0; i < kSpinIters; ++i) {
-    if (pending_.load(std::memory_order_acquire) == 0) break;
+    if (done_.load(std::memory_order_acquire) == active) break;
     cpu_relax();
   }
-  if (pending_.load(std::memory_order_acquire) != 0) {
+  if (done_.load(std::memory_order_acquire) != active) {
     std::unique_lock<std::mutex> lk(done_mu_);
-    done_cv_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    owner_sleeping_.store(true, std::memory_order_seq_cst);
+    done_cv_.wait(lk, [&] { return done_.load(std::memory_order_seq_cst) == active; });
+    owner_sleeping_.store(false, std::memory_order_relaxed);
   }
   busy_.store(false, std::memory_order_release);
 }
 
-void ThreadPool::worker(int index) {
+void ThreadPool::worker(int /*index*/) {
   uint64_t seen = 0;
   for (;;) {
     uint64_t g = gen_.load(std::memory_order_acquire);
@@ -93,15 +112,7 @@ void ThreadPool::worker(int index) {
     }
     seen = g;
     if (stop_.load(std::memory_order_relaxed)) return;  // ordered by the acquire of gen_
-    if (index < n_active_) {
-      int64_t b = 0, e = 0;
-      chunk(index, &b, &e);
-      call_(ctx_, b, e, index);
-    }
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard<std::mutex> lk(done_mu_);
-      done_cv_.notify_one();
-    }
+    run_chunks(static_cast<uint32_t>(g));
   }
 }
 

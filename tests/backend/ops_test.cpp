@@ -28,6 +28,8 @@
 #include "dsv4/core/dtypes.h"
 #include "dsv4/core/thread_pool.h"
 #include "dsv4/quant/quant.h"
+// Internal kernel table (tested directly: dot_tile must equal dot bit for bit).
+#include "../../src/backend/cpu/kernels.h"
 
 namespace {
 
@@ -743,6 +745,65 @@ TEST(CpuOps, MoeSharedExpertForm) {
 
 bool same_bits(const float* a, const float* b, int64_t n) {
   return std::memcmp(a, b, static_cast<size_t>(n) * sizeof(float)) == 0;
+}
+
+// The prefill micro-kernel computes every (row, token) dot exactly as dot() does, whatever the
+// tile shape (nr × nt), the length (tails of every residue mod 8/16/32/64) or the strides; and
+// dot_rows agrees too. This is what makes prefill tiles batch invariant.
+TEST(CpuKernels, DotTileBitIdenticalToDot) {
+  std::vector<const dsv4::backend::cpu::Kernels*> tables = {&dsv4::backend::cpu::kernels_scalar()};
+  if (dsv4::backend::simd_level_supported(SimdLevel::kAvx2)) tables.push_back(dsv4::backend::cpu::kernels_avx2());
+  if (dsv4::backend::simd_level_supported(SimdLevel::kAvx512)) tables.push_back(dsv4::backend::cpu::kernels_avx512());
+  constexpr int kT = dsv4::backend::cpu::kTileTokens;
+  for (const auto* k : tables) {
+    for (int64_t n : {1, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 100, 127, 203, 256, 515}) {
+      const int64_t ldw = n + 3;
+      const std::vector<float> w = randn(static_cast<size_t>(4 * ldw), 900 + static_cast<uint64_t>(n));
+      std::vector<std::vector<float>> xs;
+      for (int t = 0; t < kT; ++t) xs.push_back(randn(static_cast<size_t>(n), 950 + static_cast<uint64_t>(t * 1000 + n)));
+      const float* xp[kT];
+      for (int t = 0; t < kT; ++t) xp[t] = xs[static_cast<size_t>(t)].data();
+      for (int nr = 1; nr <= 4; ++nr)
+        for (int nt = 1; nt <= kT; ++nt) {
+          const int64_t ldo = 7;
+          std::vector<float> out(static_cast<size_t>(kT * ldo), -1.0f);
+          k->dot_tile(w.data(), ldw, nr, xp, nt, n, out.data(), ldo);
+          for (int t = 0; t < kT; ++t)
+            for (int i = 0; i < ldo; ++i) {
+              const float got = out[static_cast<size_t>(t * ldo + i)];
+              if (t >= nt || i >= nr) {
+                ASSERT_EQ(got, -1.0f) << "wrote outside the tile";
+                continue;
+              }
+              const float want = k->dot(w.data() + i * ldw, xp[t], n);
+              ASSERT_TRUE(same_bits(&got, &want, 1)) << "n=" << n << " nr=" << nr << " nt=" << nt << " t=" << t << " i=" << i;
+            }
+          float o4[4];
+          k->dot_rows(w.data(), ldw, nr, xp[0], n, o4);
+          for (int i = 0; i < nr; ++i) ASSERT_TRUE(same_bits(&o4[i], &out[static_cast<size_t>(i)], 1));
+        }
+    }
+  }
+}
+
+// Prefill (tiled) vs decode (fused or single) rows of matmul and moe at realistic shapes: every
+// token of a 19-token batch equals the same token alone, for the types of both benchmark mixes.
+TEST(CpuOps, MatmulTiledEqualsAloneEveryToken) {
+  const int64_t n = 19, rows = 70;
+  for (QType type : {QType::kBF16, QType::kF16, QType::kQ8_0, QType::kMXFP4, QType::kQ2_K, QType::kIQ2_XXS, QType::kF32}) {
+    const int64_t K = 512;
+    OwnedWeight w = random_weight(type, rows, K, 1500 + static_cast<uint64_t>(type));
+    const std::vector<float> x = randn(static_cast<size_t>(n * K), 1501);
+    for (SimdLevel l : levels()) {
+      auto ops = dsv4::backend::make_cpu_ops(2, l);
+      std::vector<float> batch(static_cast<size_t>(n * rows)), alone(static_cast<size_t>(rows));
+      ops->matmul(w.w, x.data(), K, n, batch.data(), rows);
+      for (int64_t t = 0; t < n; ++t) {
+        ops->matmul(w.w, x.data() + t * K, K, 1, alone.data(), rows);
+        ASSERT_TRUE(same_bits(alone.data(), batch.data() + t * rows, rows)) << tname(type) << " t=" << t << " " << ops->name();
+      }
+    }
+  }
 }
 
 TEST(CpuOps, MatmulBatchAndThreadInvariant) {

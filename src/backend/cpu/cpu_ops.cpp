@@ -74,6 +74,11 @@ SimdLevel checked_level(SimdLevel want) {
 
 constexpr int64_t kRowTile = 4;  // weight rows dequantized together (dot_rows' maximum)
 constexpr int64_t kFusedMaxTokens = 2;  // up to this many tokens: fused dequant-dot kernels
+constexpr int64_t kBlockFloats = 32768;  // prefill: dequantized rows per block (≤ 128 KiB)
+// Below this many multiply-adds (or element updates) an op runs on the calling thread only: a
+// worker round trip costs more than it saves. Results are the same (each row's computation is
+// unchanged, only which thread runs it).
+constexpr int64_t kInlineWork = int64_t{1} << 15;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline float sigmoidf(float v) { return 1.0f / (1.0f + std::exp(-v)); }
@@ -112,6 +117,8 @@ void CpuOps::set_threads(int n_threads) {
   if (scratch_.size() < static_cast<size_t>(pool_->threads()))
     scratch_.resize(static_cast<size_t>(pool_->threads()));
 }
+
+int CpuOps::threads_for(int64_t work) const { return work < kInlineWork ? 1 : n_threads_; }
 
 float* CpuOps::scratch(int thread, size_t n_floats) {
   std::vector<float>& s = scratch_[static_cast<size_t>(thread)];
@@ -160,16 +167,23 @@ void CpuOps::matmul_rows(const Weight& w, int64_t r0, int64_t r1, const float* x
     }
     return;
   }
-  float* s = scratch(thread, static_cast<size_t>(kRowTile * K));
-  for (int64_t rb = r0; rb < r1; rb += kRowTile) {
-    const int nr = static_cast<int>(std::min(kRowTile, r1 - rb));
-    for (int i = 0; i < nr; ++i)
+  // Prefill: dequantize a block of rows into scratch once, then run the register-blocked
+  // micro-kernel over (4 rows × kTileTokens tokens) tiles; each (token, row) dot is exactly
+  // dot(dequant(row), x[t]) whatever tile it lands in (kernels.h).
+  const int64_t block = std::clamp<int64_t>((kBlockFloats / K) / kRowTile * kRowTile, kRowTile, 64);
+  float* s = scratch(thread, static_cast<size_t>(block * K));
+  for (int64_t rb = r0; rb < r1; rb += block) {
+    const int64_t nb = std::min(block, r1 - rb);
+    for (int64_t i = 0; i < nb; ++i)
       DSV4_CHECK(k_->dequant(w.type, w.data + static_cast<size_t>(rb + i) * w.row_bytes, s + i * K, K));
-    float o[kRowTile];
-    for (int64_t t = 0; t < n; ++t) {
-      k_->dot_rows(s, K, nr, x + t * ldx, K, o);
-      float* yt = y + t * ldy + rb;
-      for (int i = 0; i < nr; ++i) yt[i] = o[i];
+    const float* xp[cpu::kTileTokens];
+    for (int64_t t0 = 0; t0 < n; t0 += cpu::kTileTokens) {
+      const int nt = static_cast<int>(std::min<int64_t>(cpu::kTileTokens, n - t0));
+      for (int i = 0; i < nt; ++i) xp[i] = x + (t0 + i) * ldx;
+      for (int64_t q = 0; q < nb; q += kRowTile) {
+        const int nr = static_cast<int>(std::min(kRowTile, nb - q));
+        k_->dot_tile(s + q * K, K, nr, xp, nt, K, y + t0 * ldy + rb + q, ldy);
+      }
     }
   }
 }
@@ -185,7 +199,7 @@ void CpuOps::matmul(const Weight& w, const float* x, int64_t ldx, int64_t n, flo
       [&](int64_t b, int64_t e, int t) {
         matmul_rows(w, b * kRowTile, std::min(e * kRowTile, w.rows), x, ldx, n, y, ldy, t);
       },
-      n_threads_);
+      threads_for(n * w.rows * w.cols));
 }
 
 // ---- RMSNorm (§1) ------------------------------------------------------------------------------
@@ -213,7 +227,7 @@ void CpuOps::rms_norm(const float* x, const float* w, int64_t n, int64_t dim, fl
           }
         }
       },
-      n_threads_);
+      threads_for(n * dim));
 }
 
 // ---- hyper-connections (§5) --------------------------------------------------------------------
@@ -238,7 +252,7 @@ void CpuOps::hc_mix(const float* X, int64_t n, int64_t hc, int64_t D, const Weig
           for (int64_t i = 0; i < fn.rows; ++i) m[t * fn.rows + i] *= r;
         }
       },
-      n_threads_);
+      threads_for(n * F));
 }
 
 void CpuOps::hc_coeffs(const float* X, int64_t n, int64_t hc, int64_t D, const HcWeights& p,
@@ -293,7 +307,7 @@ void CpuOps::hc_coeffs(const float* X, int64_t n, int64_t hc, int64_t D, const H
           for (int64_t i = 0; i < hc * hc; ++i) comb[t * hc * hc + i] = static_cast<float>(C[i]);
         }
       },
-      n_threads_);
+      threads_for(n * 1024));
 }
 
 void CpuOps::hc_pre(const float* X, int64_t n, int64_t hc, int64_t D, const float* pre,
@@ -310,7 +324,7 @@ void CpuOps::hc_pre(const float* X, int64_t n, int64_t hc, int64_t D, const floa
           for (int64_t j = 1; j < hc; ++j) k_->axpy(pre[t * hc + j], xt + j * D, ut, D);
         }
       },
-      n_threads_);
+      threads_for(n * hc * D));
 }
 
 void CpuOps::hc_post(float* X, int64_t n, int64_t hc, int64_t D, const float* post,
@@ -333,7 +347,7 @@ void CpuOps::hc_post(float* X, int64_t n, int64_t hc, int64_t D, const float* po
           }
         }
       },
-      n_threads_);
+      threads_for(n * hc * hc * D));
 }
 
 void CpuOps::hc_head(const float* X, int64_t n, int64_t hc, int64_t D, const HcWeights& p,
@@ -360,7 +374,7 @@ void CpuOps::hc_head(const float* X, int64_t n, int64_t hc, int64_t D, const HcW
           }
         }
       },
-      n_threads_);
+      threads_for(n * hc * D));
 }
 
 // ---- RoPE (§7.1) -------------------------------------------------------------------------------
@@ -391,7 +405,7 @@ void CpuOps::rope(float* x, int64_t n, int64_t heads, int64_t dim, const float* 
           }
         }
       },
-      n_threads_);
+      threads_for(n * heads * n_freq * 4));
 }
 
 // ---- sparse attention with sinks (§7.6) --------------------------------------------------------
@@ -425,7 +439,7 @@ void CpuOps::attention(const float* q, int64_t n, int64_t H, int64_t Dh, const f
             k_->axpy(s[k] * inv, kv + static_cast<int64_t>(indices[k0 + k]) * Dh, oh, Dh);
         }
       },
-      n_threads_);
+      threads_for(n * H * max_rows * Dh * 2));
 }
 
 // ---- lightning indexer scores (§7.5) -----------------------------------------------------------
@@ -456,7 +470,7 @@ void CpuOps::indexer_scores(const float* qI, const float* wI, int64_t n, int64_t
           }
         }
       },
-      n_threads_);
+      threads_for(n * max_chunks * kKeyChunk * nI * dI));
 }
 
 // ---- MoE experts (§8.2) ------------------------------------------------------------------------
@@ -520,7 +534,7 @@ void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
   pool_->parallel_for(
       static_cast<int64_t>(n_up_tasks),
       [&](int64_t b, int64_t e_, int th) {
-        float* s = scratch(th, static_cast<size_t>(4 * D));
+        float* s = scratch(th, static_cast<size_t>(2 * kRowTile * D));
         for (int64_t task = b; task < e_; ++task) {
           const int64_t e = tasks[task] / I, r0 = tasks[task] % I;
           const int64_t r1 = std::min(I, r0 + kUpChunk);
@@ -541,28 +555,35 @@ void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
             }
             continue;
           }
-          for (int64_t r = r0; r < r1; r += 2) {
-            const int nr = static_cast<int>(std::min<int64_t>(2, r1 - r));
+          // Several slots: dequantize ≤ 4 gate and 4 up rows, then tiles of slots.
+          for (int64_t r = r0; r < r1; r += kRowTile) {
+            const int nr = static_cast<int>(std::min(kRowTile, r1 - r));
             for (int i = 0; i < nr; ++i) {
               const size_t row = static_cast<size_t>(e * I + r + i);
               DSV4_CHECK(k_->dequant(ew.gate.type, ew.gate.data + row * ew.gate.row_bytes, s + i * D, D));
-              DSV4_CHECK(k_->dequant(ew.up.type, ew.up.data + row * ew.up.row_bytes, s + (nr + i) * D, D));
+              DSV4_CHECK(k_->dequant(ew.up.type, ew.up.data + row * ew.up.row_bytes, s + (kRowTile + i) * D, D));
             }
-            float o[4];
-            for (int64_t si = start[e]; si < start[e + 1]; ++si) {
-              const int64_t slot = slots[si];
-              k_->dot_rows(s, D, 2 * nr, x + (slot / n_used) * D, D, o);
-              const float w = weights[slot];
-              for (int i = 0; i < nr; ++i) {
-                const float g = std::min(o[i], limit);
-                const float u = std::clamp(o[nr + i], -limit, limit);
-                hbuf[slot * I + r + i] = w * (g * sigmoidf(g)) * u;
+            const float* xp[cpu::kTileTokens];
+            float og[cpu::kTileTokens * kRowTile], ou[cpu::kTileTokens * kRowTile];
+            for (int64_t s0 = start[e]; s0 < start[e + 1]; s0 += cpu::kTileTokens) {
+              const int nt = static_cast<int>(std::min<int64_t>(cpu::kTileTokens, start[e + 1] - s0));
+              for (int i = 0; i < nt; ++i) xp[i] = x + (slots[s0 + i] / n_used) * D;
+              k_->dot_tile(s, D, nr, xp, nt, D, og, kRowTile);
+              k_->dot_tile(s + kRowTile * D, D, nr, xp, nt, D, ou, kRowTile);
+              for (int ti = 0; ti < nt; ++ti) {
+                const int64_t slot = slots[s0 + ti];
+                const float w = weights[slot];
+                for (int i = 0; i < nr; ++i) {
+                  const float g = std::min(og[ti * kRowTile + i], limit);
+                  const float u = std::clamp(ou[ti * kRowTile + i], -limit, limit);
+                  hbuf[slot * I + r + i] = w * (g * sigmoidf(g)) * u;
+                }
               }
             }
           }
         }
       },
-      n_threads_);
+      threads_for(S * I * D * 2));
 
   // down: obuf[slot] = down_e · h[slot], four rows at a time.
   pool_->parallel_for(
@@ -589,16 +610,19 @@ void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
               const size_t row = static_cast<size_t>(e * D + r + i);
               DSV4_CHECK(k_->dequant(ew.down.type, ew.down.data + row * ew.down.row_bytes, s + i * I, I));
             }
-            float o[kRowTile];
-            for (int64_t si = start[e]; si < start[e + 1]; ++si) {
-              const int64_t slot = slots[si];
-              k_->dot_rows(s, I, nr, hbuf + slot * I, I, o);
-              for (int i = 0; i < nr; ++i) obuf[slot * D + r + i] = o[i];
+            const float* xp[cpu::kTileTokens];
+            float o[cpu::kTileTokens * kRowTile];
+            for (int64_t s0 = start[e]; s0 < start[e + 1]; s0 += cpu::kTileTokens) {
+              const int nt = static_cast<int>(std::min<int64_t>(cpu::kTileTokens, start[e + 1] - s0));
+              for (int i = 0; i < nt; ++i) xp[i] = hbuf + slots[s0 + i] * I;
+              k_->dot_tile(s, I, nr, xp, nt, I, o, kRowTile);
+              for (int ti = 0; ti < nt; ++ti)
+                for (int i = 0; i < nr; ++i) obuf[slots[s0 + ti] * D + r + i] = o[ti * kRowTile + i];
             }
           }
         }
       },
-      n_threads_);
+      threads_for(S * D * I));
 
   // y[t] += Σ_k obuf[t, k], in k order.
   pool_->parallel_for(
@@ -613,7 +637,7 @@ void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
           }
         }
       },
-      n_threads_);
+      threads_for(n * n_used * D));
 }
 
 }  // namespace dsv4::backend

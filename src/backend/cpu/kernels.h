@@ -3,7 +3,11 @@
 // Every level provides the same functions; CpuOps picks one table at construction. Dot products
 // use a fixed lane layout per level (element c goes to lane c mod L, L = 8 scalar, 32 AVX2, 64
 // AVX-512) and a fixed final reduction, so dot(a, b, n) depends only on a, b, n and the level;
-// dot_rows(w, ldw, nr, x, n, out) gives, for each row, exactly dot(w_i, x, n).
+// dot_rows(w, ldw, nr, x, n, out) gives, for each row, exactly dot(w_i, x, n), and dot_tile
+// (the prefill GEMM micro-kernel: up to 4 rows × kTileTokens tokens per call, each weight and
+// activation vector loaded once per tile) gives, for each (row, token) pair, exactly dot too: it
+// runs the same per-lane FMA sequence (lane by lane in increasing c) and the same final
+// reduction, only interleaving pairs, so a dot never depends on which tile it was computed in.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +15,9 @@
 #include "dsv4/quant/quant.h"
 
 namespace dsv4::backend::cpu {
+
+// Tokens per dot_tile call (at most).
+constexpr int kTileTokens = 6;
 
 struct Kernels {
   // n elements of `type` (n a multiple of the block size, checked by the caller) from src to
@@ -20,6 +27,10 @@ struct Kernels {
   float (*dot)(const float* a, const float* b, int64_t n);
   // out[i] = dot(w + i·ldw, x, n) for i < nr, 1 ≤ nr ≤ 4 (bit-identical to dot).
   void (*dot_rows)(const float* w, int64_t ldw, int nr, const float* x, int64_t n, float* out);
+  // out[t·ldo + i] = dot(w + i·ldw, x[t], n) for i < nr (1 ≤ nr ≤ 4), t < nt
+  // (1 ≤ nt ≤ kTileTokens), bit-identical to dot.
+  void (*dot_tile)(const float* w, int64_t ldw, int nr, const float* const* x, int nt, int64_t n,
+                   float* out, int64_t ldo);
   // y[c] += a·x[c] (one rounding per multiply and per add: no FMA, so every level agrees with
   // a plain loop up to nothing).
   void (*axpy)(float a, const float* x, float* y, int64_t n);

@@ -205,11 +205,14 @@ inline __m256i tail_mask(int64_t r) {  // first r (1..7) lanes
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(r)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-inline float hsum(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
-  const __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+// The horizontal steps of hsum, on s = (a0 + a1) + (a2 + a3).
+inline float hsum_s(__m256 s) {
   const __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
   const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
   return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+inline float hsum(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  return hsum_s(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
 template <int NR>
@@ -260,6 +263,90 @@ void dot_rows_avx2(const float* w, int64_t ldw, int nr, const float* x, int64_t 
   }
 }
 
+// Prefill micro-kernel: R rows × T tokens. Accumulator j (elements c with (c / 8) mod 4 == j) of
+// every pair is computed in turn, visiting c = 8j, 8j + 32, ... in increasing order with the same
+// full / masked loads as dot_rows_t, then the four are reduced by the same hsum: per pair, the
+// exact operation sequence of dot_rows_t<1>.
+// Pass J of a tile: the R·T accumulators of lane group J (registers), folded into the partial
+// buffers as hsum's tree does: s01 = a0 + a1, s23 = a2 + a3, s = s01 + s23 (into s01).
+template <int R, int T, int J>
+void tile_pass(const float* w, int64_t ldw, const float* const* xp, int64_t n,
+               float (*s01)[8], float (*a2)[8]) {
+  __m256 acc[R * T];
+  const int j = J;
+  DSV4_UNROLL
+  for (int i = 0; i < R * T; ++i) acc[i] = _mm256_setzero_ps();
+  int64_t c = 8 * j;
+  for (; c + 8 <= n; c += 32) {
+    __m256 wv[R];
+    DSV4_UNROLL
+    for (int r = 0; r < R; ++r) wv[r] = _mm256_loadu_ps(w + r * ldw + c);
+    DSV4_UNROLL
+    for (int t = 0; t < T; ++t) {
+      const __m256 xv = _mm256_loadu_ps(xp[t] + c);
+      DSV4_UNROLL
+      for (int r = 0; r < R; ++r) acc[r * T + t] = _mm256_fmadd_ps(wv[r], xv, acc[r * T + t]);
+    }
+  }
+  if (c < n) {
+    const __m256i m = tail_mask(n - c);
+    __m256 wv[R];
+    DSV4_UNROLL
+    for (int r = 0; r < R; ++r) wv[r] = _mm256_maskload_ps(w + r * ldw + c, m);
+    DSV4_UNROLL
+    for (int t = 0; t < T; ++t) {
+      const __m256 xv = _mm256_maskload_ps(xp[t] + c, m);
+      DSV4_UNROLL
+      for (int r = 0; r < R; ++r) acc[r * T + t] = _mm256_fmadd_ps(wv[r], xv, acc[r * T + t]);
+    }
+  }
+  DSV4_UNROLL
+  for (int i = 0; i < R * T; ++i) {
+    if constexpr (J == 0) {
+      _mm256_store_ps(s01[i], acc[i]);
+    } else if constexpr (J == 1) {
+      _mm256_store_ps(s01[i], _mm256_add_ps(_mm256_load_ps(s01[i]), acc[i]));
+    } else if constexpr (J == 2) {
+      _mm256_store_ps(a2[i], acc[i]);
+    } else {
+      _mm256_store_ps(s01[i], _mm256_add_ps(_mm256_load_ps(s01[i]), _mm256_add_ps(_mm256_load_ps(a2[i]), acc[i])));
+    }
+  }
+}
+
+template <int R, int T>
+void dot_tile_t(const float* w, int64_t ldw, const float* const* x, int64_t n, float* out,
+                int64_t ldo) {
+  alignas(64) float s01[R * T][8];
+  alignas(64) float a2[R * T][8];
+  const float* xp[T];
+  for (int t = 0; t < T; ++t) xp[t] = x[t];
+  tile_pass<R, T, 0>(w, ldw, xp, n, s01, a2);
+  tile_pass<R, T, 1>(w, ldw, xp, n, s01, a2);
+  tile_pass<R, T, 2>(w, ldw, xp, n, s01, a2);
+  tile_pass<R, T, 3>(w, ldw, xp, n, s01, a2);
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) out[t * ldo + r] = hsum_s(_mm256_load_ps(s01[r * T + t]));
+}
+
+template <int R>
+void dot_tile_r(const float* w, int64_t ldw, const float* const* x, int nt, int64_t n, float* out,
+                int64_t ldo) {
+  int t = 0;
+  for (; t + 2 <= nt; t += 2) dot_tile_t<R, 2>(w, ldw, x + t, n, out + t * ldo, ldo);
+  if (t < nt) dot_tile_t<R, 1>(w, ldw, x + t, n, out + t * ldo, ldo);
+}
+
+void dot_tile_avx2(const float* w, int64_t ldw, int nr, const float* const* x, int nt, int64_t n,
+                   float* out, int64_t ldo) {
+  switch (nr) {
+    case 4: dot_tile_r<4>(w, ldw, x, nt, n, out, ldo); return;
+    case 3: dot_tile_r<3>(w, ldw, x, nt, n, out, ldo); return;
+    case 2: dot_tile_r<2>(w, ldw, x, nt, n, out, ldo); return;
+    default: dot_tile_r<1>(w, ldw, x, nt, n, out, ldo); return;
+  }
+}
+
 void axpy_avx2(float a, const float* x, float* y, int64_t n) {
   const __m256 av = _mm256_set1_ps(a);
   int64_t c = 0;
@@ -295,7 +382,7 @@ bool has_fused_avx2(QType type, int64_t n) { return n % 32 == 0 && fused_for(typ
 
 DSV4_TARGET_END()
 
-const Kernels kAvx2Kernels = {dequant_avx2, dot_avx2, dot_rows_avx2, axpy_avx2, dot_fused_avx2,
+const Kernels kAvx2Kernels = {dequant_avx2, dot_avx2, dot_rows_avx2, dot_tile_avx2, axpy_avx2, dot_fused_avx2,
                               has_fused_avx2};
 
 }  // namespace

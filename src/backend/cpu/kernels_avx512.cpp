@@ -41,13 +41,16 @@ inline __m256 sign_mask8(uint8_t signs) {
 }
 
 // 64 lanes (4 accumulators of 16); element c → accumulator (c / 16) mod 4.
-inline float hsum(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
-  const __m512 s = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
+// The horizontal steps of hsum, on s = (a0 + a1) + (a2 + a3).
+inline float hsum_s(__m512 s) {
   const __m512 hi = _mm512_shuffle_f32x4(s, s, 0xEE);  // lanes 8..15 to 0..7
   const __m256 h8 = _mm256_add_ps(_mm512_castps512_ps256(s), _mm512_castps512_ps256(hi));
   const __m128 h = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
   const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
   return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+inline float hsum(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+  return hsum_s(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
 template <int NR>
@@ -93,6 +96,87 @@ void dot_rows_avx512(const float* w, int64_t ldw, int nr, const float* x, int64_
   }
 }
 
+// Prefill micro-kernel: R rows × T tokens. Accumulator j (elements c with (c / 16) mod 4 == j)
+// of every pair is computed in turn, visiting c = 16j, 16j + 64, ... in increasing order with the
+// same full / masked loads as dot_rows_t, then the four are reduced by the same hsum: per pair,
+// the exact operation sequence of dot_rows_t<1>. 4 × 6 = 24 accumulators + 4 weight vectors + 1
+// activation vector stay in the 32 registers: 10 loads per 24 FMAs.
+// Pass J of a tile: the R·T accumulators of lane group J (registers), folded into the partial
+// buffers as hsum's tree does: s01 = a0 + a1, s23 = a2 + a3, s = s01 + s23 (into s01).
+template <int R, int T, int J>
+void tile_pass(const float* w, int64_t ldw, const float* const* xp, int64_t n,
+               float (*s01)[16], float (*a2)[16]) {
+  __m512 acc[R * T];
+  const int j = J;
+  DSV4_UNROLL
+  for (int i = 0; i < R * T; ++i) acc[i] = _mm512_setzero_ps();
+  // One loop: full chunks load everything, the last partial one (if any) loads masked, as
+  // dot_rows_t does; a full mask load is a plain load.
+  for (int64_t c = 16 * j; c < n; c += 64) {
+    const __mmask16 m = n - c >= 16 ? static_cast<__mmask16>(0xFFFF)
+                                    : static_cast<__mmask16>((1u << (n - c)) - 1u);
+    __m512 wv[R];
+    DSV4_UNROLL
+    for (int r = 0; r < R; ++r) wv[r] = _mm512_maskz_loadu_ps(m, w + r * ldw + c);
+    DSV4_UNROLL
+    for (int t = 0; t < T; ++t) {
+      const __m512 xv = _mm512_maskz_loadu_ps(m, xp[t] + c);
+      DSV4_UNROLL
+      for (int r = 0; r < R; ++r) acc[r * T + t] = _mm512_fmadd_ps(wv[r], xv, acc[r * T + t]);
+    }
+  }
+  DSV4_UNROLL
+  for (int i = 0; i < R * T; ++i) {
+    if constexpr (J == 0) {
+      _mm512_store_ps(s01[i], acc[i]);
+    } else if constexpr (J == 1) {
+      _mm512_store_ps(s01[i], _mm512_add_ps(_mm512_load_ps(s01[i]), acc[i]));
+    } else if constexpr (J == 2) {
+      _mm512_store_ps(a2[i], acc[i]);
+    } else {
+      _mm512_store_ps(s01[i], _mm512_add_ps(_mm512_load_ps(s01[i]), _mm512_add_ps(_mm512_load_ps(a2[i]), acc[i])));
+    }
+  }
+}
+
+template <int R, int T>
+void dot_tile_t(const float* w, int64_t ldw, const float* const* x, int64_t n, float* out,
+                int64_t ldo) {
+  alignas(64) float s01[R * T][16];
+  alignas(64) float a2[R * T][16];
+  const float* xp[T];
+  for (int t = 0; t < T; ++t) xp[t] = x[t];
+  tile_pass<R, T, 0>(w, ldw, xp, n, s01, a2);
+  tile_pass<R, T, 1>(w, ldw, xp, n, s01, a2);
+  tile_pass<R, T, 2>(w, ldw, xp, n, s01, a2);
+  tile_pass<R, T, 3>(w, ldw, xp, n, s01, a2);
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) out[t * ldo + r] = hsum_s(_mm512_load_ps(s01[r * T + t]));
+}
+
+template <int R>
+void dot_tile_r(const float* w, int64_t ldw, const float* const* x, int nt, int64_t n, float* out,
+                int64_t ldo) {
+  switch (nt) {
+    case 6: dot_tile_t<R, 6>(w, ldw, x, n, out, ldo); return;
+    case 5: dot_tile_t<R, 5>(w, ldw, x, n, out, ldo); return;
+    case 4: dot_tile_t<R, 4>(w, ldw, x, n, out, ldo); return;
+    case 3: dot_tile_t<R, 3>(w, ldw, x, n, out, ldo); return;
+    case 2: dot_tile_t<R, 2>(w, ldw, x, n, out, ldo); return;
+    default: dot_tile_t<R, 1>(w, ldw, x, n, out, ldo); return;
+  }
+}
+
+void dot_tile_avx512(const float* w, int64_t ldw, int nr, const float* const* x, int nt, int64_t n,
+                     float* out, int64_t ldo) {
+  switch (nr) {
+    case 4: dot_tile_r<4>(w, ldw, x, nt, n, out, ldo); return;
+    case 3: dot_tile_r<3>(w, ldw, x, nt, n, out, ldo); return;
+    case 2: dot_tile_r<2>(w, ldw, x, nt, n, out, ldo); return;
+    default: dot_tile_r<1>(w, ldw, x, nt, n, out, ldo); return;
+  }
+}
+
 void axpy_avx512(float a, const float* x, float* y, int64_t n) {
   const __m512 av = _mm512_set1_ps(a);
   int64_t c = 0;
@@ -125,15 +209,71 @@ struct Acc {
 };
 #include "fused_dot.inc"
 
-bool has_fused_avx512(QType type, int64_t n) { return n % 32 == 0 && fused_for(type) != nullptr; }
+// 16-bit float rows (the BF16 / F16 output head and router): 16 elements per conversion, four
+// independent accumulators, the row's next cache lines prefetched. Element c goes to accumulator
+// (c / 16) mod 4 in increasing c, as Acc does (Acc builds the same 16 floats from two halves):
+// bit-identical to fdot_bf16 / fdot_f16 and to dot(dequant(row), x).
+inline __m512 bf16x16_to_ps(const uint8_t* p) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+inline __m512 f16x16_to_ps(const uint8_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+template <bool kBf16>
+inline __m512 h16x16_to_ps(const uint8_t* p) {
+  if constexpr (kBf16) {
+    return bf16x16_to_ps(p);
+  } else {
+    return f16x16_to_ps(p);
+  }
+}
+
+template <bool kBf16>
+float fdot16_512(const uint8_t* p, const float* x, int64_t n) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t c = 0;
+  for (; c + 64 <= n; c += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(p + 2 * c + 1024), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(p + 2 * c + 1088), _MM_HINT_T0);
+    a0 = _mm512_fmadd_ps(h16x16_to_ps<kBf16>(p + 2 * c), _mm512_loadu_ps(x + c), a0);
+    a1 = _mm512_fmadd_ps(h16x16_to_ps<kBf16>(p + 2 * c + 32), _mm512_loadu_ps(x + c + 16), a1);
+    a2 = _mm512_fmadd_ps(h16x16_to_ps<kBf16>(p + 2 * c + 64), _mm512_loadu_ps(x + c + 32), a2);
+    a3 = _mm512_fmadd_ps(h16x16_to_ps<kBf16>(p + 2 * c + 96), _mm512_loadu_ps(x + c + 48), a3);
+  }
+  // n % 32 == 0 (has_fused): at most two more chunks of 16, to accumulators 0 and 1
+  if (c < n) {
+    a0 = _mm512_fmadd_ps(h16x16_to_ps<kBf16>(p + 2 * c), _mm512_loadu_ps(x + c), a0);
+    a1 = _mm512_fmadd_ps(h16x16_to_ps<kBf16>(p + 2 * c + 32), _mm512_loadu_ps(x + c + 16), a1);
+  }
+  return hsum(a0, a1, a2, a3);
+}
+
+FusedFn fused_for_512(QType type) {
+  switch (type) {
+    case QType::kBF16: return fdot16_512<true>;
+    case QType::kF16: return fdot16_512<false>;
+    default: return fused_for(type);
+  }
+}
+
+bool dot_fused_avx512(QType type, const uint8_t* row, const float* x, int64_t n, float* out) {
+  if (type != QType::kBF16 && type != QType::kF16) return dot_fused_impl(type, row, x, n, out);
+  if (n % 32 != 0) return false;
+  *out = fused_for_512(type)(row, x, n);
+  return true;
+}
+
+bool has_fused_avx512(QType type, int64_t n) { return n % 32 == 0 && fused_for_512(type) != nullptr; }
 
 DSV4_TARGET_END()
 
 }  // namespace
 
 const Kernels* kernels_avx512() {
-  static const Kernels k = {kernels_avx2()->dequant, dot_avx512, dot_rows_avx512, axpy_avx512,
-                            dot_fused_impl, has_fused_avx512};
+  static const Kernels k = {kernels_avx2()->dequant, dot_avx512, dot_rows_avx512, dot_tile_avx512, axpy_avx512,
+                            dot_fused_avx512, has_fused_avx512};
   return &k;
 }
 

@@ -28,11 +28,17 @@ void dot_rows_scalar(const float* w, int64_t ldw, int nr, const float* x, int64_
   for (int i = 0; i < nr; ++i) out[i] = dot_scalar(w + i * ldw, x, n);
 }
 
+void dot_tile_scalar(const float* w, int64_t ldw, int nr, const float* const* x, int nt, int64_t n,
+                     float* out, int64_t ldo) {
+  for (int t = 0; t < nt; ++t)
+    for (int i = 0; i < nr; ++i) out[t * ldo + i] = dot_scalar(w + i * ldw, x[t], n);
+}
+
 void axpy_scalar(float a, const float* x, float* y, int64_t n) {
   for (int64_t c = 0; c < n; ++c) y[c] += a * x[c];
 }
 
-const Kernels kScalarKernels = {dequant_scalar, dot_scalar, dot_rows_scalar, axpy_scalar, nullptr, nullptr};
+const Kernels kScalarKernels = {dequant_scalar, dot_scalar, dot_rows_scalar, dot_tile_scalar, axpy_scalar, nullptr, nullptr};
 
 }  // namespace
 

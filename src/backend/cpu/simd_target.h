@@ -13,3 +13,7 @@
 #define DSV4_TARGET_BEGIN(t) DSV4_PRAGMA(GCC push_options) DSV4_PRAGMA(GCC target(t))
 #define DSV4_TARGET_END() DSV4_PRAGMA(GCC pop_options)
 #endif
+
+// Fully unrolls the following (short, constant-trip) loop, so register-blocked accumulator arrays
+// stay in registers.
+#define DSV4_UNROLL DSV4_PRAGMA(GCC unroll 64)

@@ -1,17 +1,21 @@
 // dsv4 core: a small persistent thread pool with a static-partition parallel_for.
 //
 // ThreadPool(n) owns n − 1 worker threads; the calling thread is thread 0 and takes part in every
-// parallel_for. parallel_for(n_tasks, fn) splits [0, n_tasks) into `threads()` contiguous chunks
-// (chunk i = [i·n_tasks/T, (i+1)·n_tasks/T), T = min(threads(), n_tasks)) and runs chunk i on
-// thread i: fn(begin, end) or fn(begin, end, thread_index). The same n_tasks and thread count
-// always give the same chunk to the same thread index (callers may key per-thread scratch on it).
+// parallel_for. parallel_for(n_tasks, fn) splits [0, n_tasks) into T = min(threads(), n_tasks)
+// contiguous chunks (chunk i = [i·n_tasks/T, (i+1)·n_tasks/T)) and calls fn(begin, end) or
+// fn(begin, end, i) once per chunk, with the chunk index i as the "thread index": the same n_tasks
+// and thread count always give the same ranges and indices (callers may key per-thread scratch
+// on i: no two calls with the same i run at the same time). Which OS thread runs chunk i is not
+// fixed: the threads claim chunks in turn, so when a worker is descheduled (a shared machine) the
+// caller runs its chunk instead of waiting for it.
 //
-// parallel_for(n_tasks, fn, max_threads) uses at most max_threads threads (0 = all of them).
+// parallel_for(n_tasks, fn, max_threads) uses at most max_threads chunks (0 = threads()).
 //
 // Cost: no allocation per call; workers spin briefly on a generation counter, then sleep on a
-// condition variable. Threading: parallel_for may be called from one thread at a time (the pool's
-// owner) and must not be nested (a call from inside fn runs the whole range inline on that
-// thread). fn must not throw. Destruction joins the workers.
+// condition variable; the caller spins briefly for chunks still running on workers, then sleeps.
+// Threading: parallel_for may be called from one thread at a time (the pool's owner) and must not
+// be nested (a call from inside fn runs the whole range inline on that thread). fn must not
+// throw. Destruction joins the workers.
 #pragma once
 
 #include <atomic>
@@ -54,25 +58,31 @@ class ThreadPool {
 
   void run(int64_t n_tasks, Call call, void* ctx, int max_threads);
   void worker(int index);
-  void chunk(int index, int64_t* begin, int64_t* end) const;
+  // Claims and runs chunks of job `gen` until none is left; false when the job is not (or no
+  // longer) `gen`.
+  void run_chunks(uint32_t gen);
 
   int n_threads_ = 1;
   std::vector<std::thread> workers_;
 
-  // The current job (written by the owner before gen_ is bumped, read by workers after).
+  // The current job (written by the owner before claim_ is published, read by a thread only after
+  // it claimed a chunk of that job, which the owner waits for before the next job).
   Call call_ = nullptr;
   void* ctx_ = nullptr;
   int64_t n_tasks_ = 0;
-  int n_active_ = 0;  // threads taking part in this job (≤ n_threads_)
+  int n_active_ = 0;  // chunks of this job (≤ n_threads_)
 
-  std::atomic<uint64_t> gen_{0};
-  std::atomic<int> pending_{0};  // active workers not yet done with the current job
+  // Claim word: generation (high 32 bits) | chunk count (bits 16..31) | next chunk (low 16 bits).
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<int> done_{0};     // chunks of the current job finished
+  std::atomic<uint64_t> gen_{0};  // wakes workers
   std::atomic<bool> busy_{false};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> owner_sleeping_{false};
   std::mutex mu_;
   std::condition_variable cv_;        // workers wait here for a new generation
   std::mutex done_mu_;
-  std::condition_variable done_cv_;   // the owner waits here for pending_ == 0
+  std::condition_variable done_cv_;   // the owner waits here for done_ == n_active_
 };
 
 }  // namespace dsv4

@@ -91,6 +91,9 @@ class CpuOps final : public Ops {
            const float* weights, float limit, float* y) override;
 
  private:
+  // Threads for an op of `work` multiply-adds / element updates: 1 (inline, no worker wake-up)
+  // below a threshold, else all n_threads_. Never changes results (ops.h determinism rule).
+  int threads_for(int64_t work) const;
   // Per-thread scratch, grown only.
   float* scratch(int thread, size_t n_floats);
   // Shared helpers: y[t] rows of W·x for the rows [r0, r1) of w, on the calling thread.
