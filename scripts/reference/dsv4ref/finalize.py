@@ -111,7 +111,7 @@ def readme(root: pathlib.Path) -> str:
     L.append("Head dim 192 (128 nope + 64 RoPE), indexer head dim 128 (4 heads), HC 4 streams, YaRN factor 16 on "
              "compressed layers, vocab 512. Sequences: `tokens/main.npy` 300 tokens (full prefill; and prefill 200 + "
              "decode 100), `tokens/short.npy` 33 tokens (prefill 3 + decode 30), `tokens/long.npy` 8192 tokens for "
-             "`tiny` (rows every 16th position, sim on only), 3 greedy prompts. Raw KV rows are dumped for every CSA "
+             "`tiny` (rows every 32nd position, sim on and off), 3 greedy prompts. Raw KV rows are dumped for every CSA "
              "layer of `tiny` and the first CSA layer of the others; `tiny-clamp` (tiny's weights) has no KV / "
              "intermediate dumps and links tiny's model.safetensors.\n")
     L.append("**Size budget (tests/fixtures ≤ 30 MB).** Some outputs are computed, and their statistics reported "
