@@ -92,7 +92,8 @@ class SequenceState {
   void init_layer(LayerState& s, const Layer& L);
 };
 
-// Named intermediates (names of RefModel's observer, ref_model.h): called per token with the
+// Named intermediates (names of RefModel's observer, ref_model.h, plus "router_biased_scores"
+// [n_expert] of score-routed layers and "mtp_"-prefixed head outputs): called per token with the
 // layer (−1 for globals), the absolute position and the values.
 using Observer = std::function<void(const std::string& name, int layer, int64_t pos,
                                     std::span<const float> values)>;
