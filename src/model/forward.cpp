@@ -82,6 +82,24 @@ void top_k(const float* score, int64_t n, int64_t k, std::vector<int32_t>& out) 
   std::sort(out.begin(), out.end(), better);
 }
 
+// Decoding tables of the state's element formats (values identical to core/dtypes.h's
+// conversions; built once): e4m3 code → float, and a byte of two e2m1 codes → two floats.
+struct DecodeTables {
+  float e4m3[256];
+  float e2m1_pair[256][2];
+  DecodeTables() {
+    for (int c = 0; c < 256; ++c) {
+      e4m3[c] = e4m3fn_to_f32(static_cast<uint8_t>(c));
+      e2m1_pair[c][0] = e2m1_to_f32(static_cast<uint8_t>(c & 0xf));
+      e2m1_pair[c][1] = e2m1_to_f32(static_cast<uint8_t>(c >> 4));
+    }
+  }
+};
+const DecodeTables& tables() {
+  static const DecodeTables t;
+  return t;
+}
+
 // Row codecs of the per-sequence state (forward.h, "State layout").
 struct KvCodec {
   int64_t dh = 0, n_rot = 0;
@@ -106,9 +124,10 @@ struct KvCodec {
       return;
     }
     const int64_t dn = dh - n_rot;
+    const float* lut = tables().e4m3;
     for (int64_t b = 0; b < dn / 64; ++b) {
       const float s = e8m0_to_f32(src[dn + b]);
-      for (int64_t i = b * 64; i < (b + 1) * 64; ++i) row[i] = e4m3fn_to_f32(src[i]) * s;
+      for (int64_t i = b * 64; i < (b + 1) * 64; ++i) row[i] = lut[src[i]] * s;
     }
     std::memcpy(row + dn, src + dn + dn / 64, static_cast<size_t>(n_rot) * 4);
   }
@@ -131,10 +150,14 @@ struct IdxCodec {
       std::memcpy(row, src, static_cast<size_t>(d) * 4);
       return;
     }
+    const auto& lut = tables().e2m1_pair;
     for (int64_t b = 0; b < d / 32; ++b) {
       const float s = e8m0_to_f32(src[d / 2 + b]);
-      for (int64_t i = b * 32; i < (b + 1) * 32; ++i)
-        row[i] = e2m1_to_f32(static_cast<uint8_t>(src[i / 2] >> ((i % 2) * 4))) * s;
+      for (int64_t i = b * 32; i < (b + 1) * 32; i += 2) {
+        const uint8_t byte = src[i / 2];
+        row[i] = lut[byte][0] * s;
+        row[i + 1] = lut[byte][1] * s;
+      }
     }
   }
 };
