@@ -163,6 +163,9 @@ Status GgufWriter::write_streaming(const std::string& path, const Fill& fill) co
 
 Result<std::vector<uint8_t>> GgufWriter::bytes_streaming(const Fill& fill) const {
   std::vector<uint8_t> out;
+  size_t total = header().size();
+  for (const Tensor& t : tensors_) total += t.n_bytes + (alignment_ - t.n_bytes % alignment_) % alignment_;
+  out.reserve(total);  // one allocation: the whole model, no growth copies
   DSV4_RETURN_IF_ERROR(stream(
       [&](const void* p, size_t n) {
         const auto* b = static_cast<const uint8_t*>(p);

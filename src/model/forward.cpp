@@ -302,6 +302,11 @@ void SequenceState::restore(const Checkpoint& cp) {
     s.idx_rows.resize(static_cast<size_t>(s.n_idx) * ic.bytes());
   }
   pos_ = cp.pos;
+  // the MTP block's window is not checkpointed: it starts over
+  mtp_.comp_rows.clear();
+  mtp_.idx_rows.clear();
+  mtp_.n_comp = mtp_.n_idx = 0;
+  mtp_pos_ = 0;
 }
 
 // ---- Forward ------------------------------------------------------------------------------------
@@ -378,6 +383,8 @@ Status Forward::run(std::span<const SeqInput> seqs, std::vector<float>& logits) 
       if (t < 0 || t >= V)
         return Status(ErrorCode::kInvalidArgument,
                       "token id " + std::to_string(t) + " out of range [0, " + std::to_string(V) + ")");
+    if (in.state->options().official_numerics != seqs[0].state->options().official_numerics)
+      return Status(ErrorCode::kInvalidArgument, "sequences of one batch must share official_numerics");
     N += static_cast<int64_t>(in.tokens.size());
     n_out += in.all_logits ? static_cast<int64_t>(in.tokens.size()) : 1;
   }

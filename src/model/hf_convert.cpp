@@ -443,6 +443,10 @@ Status plan_conversion(const std::string& dir, const ConvertOptions& opt, Conver
         };
         return idx(a->name) < idx(b->name);
       });
+      for (const StTensor* e : p.src)  // one dtype and shape for the whole stack (fill relies on it)
+        if (e->dtype != p.src.front()->dtype || e->shape != p.src.front()->shape)
+          return Status(ErrorCode::kInvalidFile, dir + ": " + e->name + " differs in dtype or shape from " +
+                                                     p.src.front()->name);
       if (static_cast<int64_t>(p.src.size()) != h.n_expert) {
         return Status(ErrorCode::kInvalidFile, dir + ": " + spec.name + " has " + std::to_string(p.src.size()) +
                                                    " experts, config says " + std::to_string(h.n_expert));

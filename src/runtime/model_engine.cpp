@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <map>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -38,7 +39,9 @@ class ModelEngine final : public Engine {
       return Status(ErrorCode::kInvalidArgument, "unknown backend '" + o.backend + "' (cpu, ref)");
     }
     fwd_ = std::make_unique<model::Forward>(*model_, *ops_);
-    interval_ = o.checkpoint_interval > 0 ? o.checkpoint_interval : 1024;
+    // automatic: every 1024 positions, or n_ctx/16 for long contexts (kMaxCheckpoints bounds the
+    // memory either way)
+    interval_ = o.checkpoint_interval > 0 ? o.checkpoint_interval : std::max<int64_t>(1024, n_ctx / 16);
     ubatch_ = std::max<int64_t>(1, o.n_ubatch);
     model::StateOptions so{n_ctx, o.official_numerics};
     slots_.resize(static_cast<size_t>(o.n_slots));
@@ -136,9 +139,15 @@ class ModelEngine final : public Engine {
   void set_threads(int n) {
     if (cpu_ != nullptr) cpu_->set_threads(n);
   }
+  // At most kMaxCheckpoints per slot (each is the whole fixed state, tens of MiB at Flash sizes):
+  // the oldest goes first; a rewind below the oldest replays from position 0.
+  static constexpr size_t kMaxCheckpoints = 16;
   void maybe_checkpoint(Slot& s) {
     const int64_t p = s.state->n_past();
-    if (p > 0 && p % interval_ == 0) s.cps[p] = s.state->checkpoint();
+    if (p > 0 && p % interval_ == 0) {
+      s.cps[p] = s.state->checkpoint();
+      while (s.cps.size() > kMaxCheckpoints) s.cps.erase(s.cps.begin());
+    }
   }
 
   // Runs tokens in chunks of ≤ n_ubatch that end at checkpoint boundaries; the last chunk's
@@ -175,9 +184,14 @@ class ModelEngine final : public Engine {
 }  // namespace
 
 Result<std::unique_ptr<Engine>> make_model_engine(const ModelEngineOptions& opts) {
-  auto e = std::make_unique<ModelEngine>();
-  DSV4_RETURN_IF_ERROR(e->init(opts));
-  return std::unique_ptr<Engine>(std::move(e));
+  try {
+    auto e = std::make_unique<ModelEngine>();
+    DSV4_RETURN_IF_ERROR(e->init(opts));
+    return std::unique_ptr<Engine>(std::move(e));
+  } catch (const std::bad_alloc&) {
+    return Status(ErrorCode::kOutOfMemory, "not enough memory for " + std::to_string(opts.n_slots) +
+                                               " slot(s) of n_ctx " + std::to_string(opts.n_ctx));
+  }
 }
 
 }  // namespace dsv4::runtime

@@ -763,7 +763,7 @@ int server_main(int argc, char** argv, const ServerHooks& hooks) {
   std::mutex sig_mu;
   std::condition_variable sig_cv;
   bool stop_requested = false;
-  std::thread sig_thread([&] {
+  std::thread sig_thread([&, sigs] {  // the signal set by value: the thread may outlive this frame
     int n = 0;
     for (;;) {
       int sig = 0;

@@ -59,7 +59,8 @@ class SequenceState {
 
   // A copy of everything but the append-only row arrays (their lengths only). Restoring it onto
   // this same sequence after it advanced further (and did not rewind below it) gives exactly the
-  // state it had at the checkpoint; restoring onto any other sequence is a programming error.
+  // state it had at the checkpoint; restoring onto any other sequence is a programming error. The
+  // MTP block's state is not part of it: restore() starts it over (mtp_n_past() = 0).
   struct Checkpoint {
     int64_t pos = -1;
     std::vector<std::vector<uint8_t>> ring;
