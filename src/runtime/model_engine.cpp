@@ -5,6 +5,8 @@
 #include <map>
 #include <new>
 #include <thread>
+
+#include <unistd.h>
 #include <vector>
 
 #include "dsv4/backend/cpu/cpu_ops.h"
@@ -44,6 +46,17 @@ class ModelEngine final : public Engine {
     interval_ = o.checkpoint_interval > 0 ? o.checkpoint_interval : std::max<int64_t>(1024, n_ctx / 16);
     ubatch_ = std::max<int64_t>(1, o.n_ubatch);
     model::StateOptions so{n_ctx, o.official_numerics};
+    {  // reliability R1: refuse a state that cannot fit, before allocating it
+      model::SequenceState probe(*model_, model::StateOptions{1, o.official_numerics});
+      const double per_slot = static_cast<double>(probe.bytes_fixed()) + probe.bytes_per_token() * static_cast<double>(n_ctx);
+      const double need = per_slot * o.n_slots;
+      const double phys = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+      if (phys > 0 && need > phys)
+        return Status(ErrorCode::kOutOfMemory,
+                      "not enough memory: " + std::to_string(o.n_slots) + " slot(s) of n_ctx " + std::to_string(n_ctx) +
+                          " need " + std::to_string(static_cast<int64_t>(need / (1 << 20))) + " MiB of state, the machine has " +
+                          std::to_string(static_cast<int64_t>(phys / (1 << 20))) + " MiB");
+    }
     slots_.resize(static_cast<size_t>(o.n_slots));
     for (Slot& s : slots_) s.state = std::make_unique<model::SequenceState>(*model_, so);
     info_.n_vocab = h.n_vocab;
