@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "dsv4/backend/ref/ref_model.h"
+#include "dsv4/model/model.h"
 
 namespace {
 
@@ -65,9 +66,9 @@ TEST(RefOps, HadamardIsOrthonormalInvolution) {
 }
 
 TEST(RefOps, RopeInverseAndYarnRegimes) {
-  const std::vector<float> plain = rope_freqs(64, 10000.0f, false, 1, 0, 0, 0);
-  const std::vector<float> yarn = rope_freqs(64, 160000.0f, true, 16.0f, 65536, 32.0f, 1.0f);
-  const std::vector<float> base = rope_freqs(64, 160000.0f, false, 1, 0, 0, 0);
+  const std::vector<float> plain = dsv4::model::rope_frequencies(64, 10000.0f, false, 1, 0, 0, 0);
+  const std::vector<float> yarn = dsv4::model::rope_frequencies(64, 160000.0f, true, 16.0f, 65536, 32.0f, 1.0f);
+  const std::vector<float> base = dsv4::model::rope_frequencies(64, 160000.0f, false, 1, 0, 0, 0);
   ASSERT_EQ(yarn.size(), 32u);
   EXPECT_FLOAT_EQ(plain[1], 1.0f / std::pow(10000.0f, 2.0f / 64.0f));
   // §7.1: low = 15, high = 25 for base 160000: pairs ≤ 15 unchanged, ≥ 25 divided by 16

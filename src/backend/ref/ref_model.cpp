@@ -9,6 +9,7 @@
 #include <numeric>
 #include <utility>
 
+#include "dsv4/model/model.h"
 #include "dsv4/quant/quant.h"
 
 namespace dsv4::ref {
@@ -210,34 +211,6 @@ std::vector<double> hc_head(std::span<const double> X, int hc, const Mat& fn,
   for (int j = 0; j < hc; ++j)
     w[static_cast<size_t>(j)] = sigmoid(m[static_cast<size_t>(j)] * scale[0] + base[static_cast<size_t>(j)]) + hc_eps;
   return hc_pre(X, hc, w);
-}
-
-std::vector<float> rope_freqs(int64_t n_rot, float base, bool yarn, float factor, int64_t orig_ctx,
-                              float beta_fast, float beta_slow) {
-  const int64_t half = n_rot / 2;
-  std::vector<float> th(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i) {
-    // θ_i = 1 / base^(2i/n_rot), computed in fp32 like the reference.
-    const float e = static_cast<float>(2 * i) / static_cast<float>(n_rot);
-    th[static_cast<size_t>(i)] = 1.0f / std::pow(base, e);
-  }
-  if (!yarn) return th;
-  const double pi = 3.14159265358979323846;
-  auto corr = [&](double n_rotations) {
-    return static_cast<double>(n_rot) * std::log(static_cast<double>(orig_ctx) / (n_rotations * 2 * pi)) /
-           (2 * std::log(static_cast<double>(base)));
-  };
-  double low = std::max(std::floor(corr(beta_fast)), 0.0);
-  double high = std::min(std::ceil(corr(beta_slow)), static_cast<double>(n_rot - 1));
-  if (low == high) high += 0.001;
-  for (int64_t i = 0; i < half; ++i) {
-    const double ramp = std::clamp((static_cast<double>(i) - low) / (high - low), 0.0, 1.0);
-    // interpolation θ/factor weighted by ramp, extrapolation θ by (1 − ramp), in fp32
-    const float t = th[static_cast<size_t>(i)];
-    const float extra = static_cast<float>(1.0 - ramp);
-    th[static_cast<size_t>(i)] = (t / factor) * (1.0f - extra) + t * extra;
-  }
-  return th;
 }
 
 void rope(std::span<double> x, std::span<const float> freqs, int64_t p, bool inverse) {
@@ -448,10 +421,10 @@ std::vector<double> RefModel::attention(int il, std::span<const double> a, int64
   const int64_t H = h.n_head, Dh = h.head_dim, r = L.ratio;
   const bool compressed = r != 0;
   const std::vector<float> freqs =
-      compressed ? rope_freqs(h.n_rot, h.compress_rope_freq_base, h.rope_yarn_factor > 1.0f,
+      compressed ? model::rope_frequencies(h.n_rot, h.compress_rope_freq_base, h.rope_yarn_factor > 1.0f,
                               h.rope_yarn_factor, h.rope_yarn_orig_ctx, h.rope_yarn_beta_fast,
                               h.rope_yarn_beta_slow)
-                 : rope_freqs(h.n_rot, h.rope_freq_base, false, 1, 0, 0, 0);
+                 : model::rope_frequencies(h.n_rot, h.rope_freq_base, false, 1, 0, 0, 0);
 
   // §7.2 query path
   std::vector<double> qr = rms_norm(matvec(L.wq_a, a), L.q_norm, eps);

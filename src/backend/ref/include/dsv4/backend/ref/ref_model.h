@@ -158,11 +158,8 @@ std::vector<double> hc_head(std::span<const double> X, int hc, const Mat& fn,
                             std::span<const double> base, std::span<const double> scale,
                             double norm_eps, double hc_eps);
 
-// RoPE frequencies θ'_i (§7.1) for n_rot rope dims: plain base, or base with static YaRN.
-std::vector<float> rope_freqs(int64_t n_rot, float base, bool yarn, float factor, int64_t orig_ctx,
-                              float beta_fast, float beta_slow);
 // Rotates the LAST 2·freqs.size() channels of x in interleaved pairs by φ = float(p)·θ'_i
-// (inverse: by −φ) (§7.1).
+// (inverse: by −φ) (§7.1); the frequencies come from dsv4::model::rope_frequencies (model.h).
 void rope(std::span<double> x, std::span<const float> freqs, int64_t p, bool inverse);
 
 // §9.2: per block of `block` values (computed in fp32 like the reference): amax = max(|x|, 1e-4),
