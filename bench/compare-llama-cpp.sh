@@ -115,19 +115,13 @@ EOF
 PY=python3
 [[ -x "$ROOT/scripts/reference/.venv/bin/python" ]] && PY="$ROOT/scripts/reference/.venv/bin/python"  # numpy: faster
 
-# Ours for the guard: dsv4-cli --ids … --all-logits when it runs, else dsv4-bench's guard mode
-# (same forward pass, prompt in -ub calls, logits of every position).
+# Ours for the guard: dsv4-cli --ids … --all-logits (logits of every position).
 ours_logits() {  # ours_logits FILE OUT.npy [extra args]
     local f="$1" out="$2"; shift 2
-    if ( "$OURS_CLI" --help ) > /dev/null 2>&1; then
-        "$OURS_CLI" -m "$f" --ids "$(cat "$OUT/guard_ids.txt")" -n 0 --all-logits --dump-logits "$out" \
-            --temp 0 -t "$THREADS" -c $((GUARD_N + 16)) "$@"
-    else
-        "$OURS_BENCH" -m "$f" --logits-ids "$(cat "$OUT/guard_ids.txt")" --logits-out "$out" -t "$THREADS" \
-            -ub "$UB" "$@"
-    fi
+    "$OURS_CLI" -m "$f" --ids "$(cat "$OUT/guard_ids.txt")" -n 0 --all-logits --dump-logits "$out" \
+        --temp 0 -t "$THREADS" -c $((GUARD_N + 16)) "$@"
 }
-if ( "$OURS_CLI" --help ) > /dev/null 2>&1; then GUARD_TOOL=dsv4-cli; else GUARD_TOOL="dsv4-bench --logits-ids (dsv4-cli did not start)"; fi
+GUARD_TOOL=dsv4-cli
 
 GUARD_FAIL=0
 : > "$OUT/guard.txt"

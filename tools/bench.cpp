@@ -34,9 +34,7 @@
 //
 // Output: md (default), csv or json on stdout; progress and the model summary on stderr.
 //
-// Guard mode (--logits-ids 1,2,3 --logits-out FILE.npy): no benchmark; runs the given ids through
-// the first -m file in -ub sized calls and writes the logits of every position as float32 .npy
-// [n_ids][n_vocab] (what bench/compare-llama-cpp.sh compares with upstream's dump_logits).
+// Logits for correctness checks are dsv4-cli's job (--ids … --all-logits --dump-logits).
 //
 // "-ub" is accepted as llama-bench spells it (CLI11 2.1 takes only one-letter short names, so it
 // is rewritten to --ubatch-size before parsing).
@@ -60,7 +58,6 @@
 #include <vector>
 
 #include "dsv4/backend/cpu/cpu_ops.h"
-#include "dsv4/format/npy.h"
 #include "dsv4/model/forward.h"
 #include "dsv4/model/model.h"
 
@@ -260,7 +257,6 @@ struct Options {
   int stream_reps = 5;
   bool no_stream = false;
   bool progress = false;
-  std::string logits_ids, logits_out;
 };
 
 struct Row {
@@ -358,39 +354,6 @@ int32_t argmax(const std::vector<float>& v) {
 
 }  // namespace
 
-// Writes the logits of every position of `ids_arg` (comma/space separated ids) to `out`.
-int dump_logits(const Options& o, int64_t threads, int64_t ubatch) {
-  auto mr = Model::load(o.models.front());
-  if (!mr) return fail(mr.status());
-  const Model& m = **mr;
-  const int64_t n_vocab = m.hparams().n_vocab;
-  std::vector<int64_t> ids64;
-  if (Status s = parse_list("--logits-ids", o.logits_ids, 0, ids64); !s) return fail(s);
-  std::vector<int32_t> ids;
-  for (int64_t v : ids64) {
-    if (v >= n_vocab)
-      return fail(Status(dsv4::ErrorCode::kInvalidArgument, fmt::format("--logits-ids: id {} ≥ n_vocab {}", v, n_vocab)));
-    ids.push_back(static_cast<int32_t>(v));
-  }
-  auto ops = dsv4::backend::make_cpu_ops(static_cast<int>(threads));
-  Forward fwd(m, *ops);
-  dsv4::model::StateOptions so;
-  so.n_ctx = static_cast<int64_t>(ids.size()) + 1;
-  so.official_numerics = !o.raw_numerics;
-  SequenceState st(m, so);
-  std::vector<float> logits, all;
-  for (size_t i = 0; i < ids.size(); i += static_cast<size_t>(ubatch)) {
-    const size_t n = std::min(static_cast<size_t>(ubatch), ids.size() - i);
-    SeqInput in{&st, std::span<const int32_t>(ids.data() + i, n), true};
-    if (Status s = fwd.run(std::span<const SeqInput>(&in, 1), logits); !s) return fail(s);
-    all.insert(all.end(), logits.begin(), logits.end());
-  }
-  if (Status s = dsv4::npy_write_f32(o.logits_out, {static_cast<int64_t>(ids.size()), n_vocab}, all.data()); !s)
-    return fail(s);
-  fmt::print(stderr, "wrote {} x {} logits to {}\n", ids.size(), n_vocab, o.logits_out);
-  return 0;
-}
-
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv, argv + argc);
   for (auto& a : args)
@@ -420,8 +383,6 @@ int main(int argc, char** argv) {
   app.add_option("--stream-reps", o.stream_reps, "STREAM repetitions (best is kept)")->check(CLI::Range(1, 1000))->capture_default_str();
   app.add_flag("--no-stream", o.no_stream, "skip the bandwidth measurement");
   app.add_flag("--progress", o.progress, "print each test as it runs (stderr)");
-  app.add_option("--logits-ids", o.logits_ids, "guard mode: token ids (comma list) whose logits to dump");
-  app.add_option("--logits-out", o.logits_out, "guard mode: output .npy [n_ids][n_vocab]");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<int64_t> pps, tgs, depths, threads, batches, ubatches;
@@ -436,11 +397,6 @@ int main(int argc, char** argv) {
   std::erase(tgs, 0);
   if (pps.empty() && tgs.empty()) return fail(Status(dsv4::ErrorCode::kInvalidArgument, "no test: every -p and -n is 0"));
   const int64_t max_threads = *std::max_element(threads.begin(), threads.end());
-  if (!o.logits_ids.empty() || !o.logits_out.empty()) {
-    if (o.logits_ids.empty() || o.logits_out.empty())
-      return fail(Status(dsv4::ErrorCode::kInvalidArgument, "--logits-ids and --logits-out go together"));
-    return dump_logits(o, max_threads, std::min(ubatches.front(), batches.front()));
-  }
 
   nlohmann::json header;
   header["cpu"] = cpu_model();
