@@ -83,16 +83,6 @@ constexpr int64_t kInlineWork = int64_t{1} << 15;
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline float sigmoidf(float v) { return 1.0f / (1.0f + std::exp(-v)); }
 inline double sigmoidd(double v) { return 1.0 / (1.0 + std::exp(-v)); }
-
-// Checks a weight's geometry (a broken one is our own bug: the loader validates files).
-void check_weight(const Weight& w) {
-  const quant::QTypeInfo* info = quant::qtype_info(w.type);
-  DSV4_CHECK(info != nullptr);
-  DSV4_CHECK(w.data != nullptr && w.cols > 0 && w.rows >= 0);
-  DSV4_CHECK(w.cols % info->block_size == 0);
-  DSV4_CHECK(w.row_bytes >= static_cast<size_t>(w.cols / info->block_size) * info->type_size);
-}
-
 }  // namespace
 
 // ---- construction ------------------------------------------------------------------------------
@@ -191,7 +181,7 @@ void CpuOps::matmul_rows(const Weight& w, int64_t r0, int64_t r1, const float* x
 void CpuOps::matmul(const Weight& w, const float* x, int64_t ldx, int64_t n, float* y,
                     int64_t ldy) {
   if (n <= 0 || w.rows <= 0) return;
-  check_weight(w);
+  check_weight_layout(w);
   DSV4_CHECK(ldx >= w.cols && ldy >= w.rows);
   const int64_t tiles = ceil_div(w.rows, kRowTile);
   pool_->parallel_for(
@@ -478,14 +468,8 @@ void CpuOps::indexer_scores(const float* qI, const float* wI, int64_t n, int64_t
 void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_used,
                  const int32_t* ids, const float* weights, float limit, float* y) {
   if (n <= 0 || n_used <= 0) return;
-  check_weight(ew.gate);
-  check_weight(ew.up);
-  check_weight(ew.down);
+  const int64_t E = n_expert_of(ew);
   const int64_t I = ew.n_ff, D = ew.n_embd;
-  DSV4_CHECK(I > 0 && D > 0 && ew.gate.rows % I == 0 && ew.up.rows == ew.gate.rows);
-  DSV4_CHECK(ew.gate.cols == D && ew.up.cols == D && ew.down.cols == I);
-  const int64_t E = ew.gate.rows / I;
-  DSV4_CHECK(ew.down.rows == E * D);
   const int64_t S = n * n_used;  // slots (t, k), slot = t·n_used + k
 
   // Group slots by expert, each expert's slots in (t, k) order.

@@ -43,9 +43,7 @@ void check_weight(const Weight& w) {
                  std::string(info->name).c_str());
     std::abort();
   }
-  DSV4_CHECK(w.data != nullptr && w.cols > 0 && w.rows >= 0);
-  DSV4_CHECK(w.cols % info->block_size == 0);
-  DSV4_CHECK(w.row_bytes >= static_cast<size_t>(w.cols / info->block_size) * info->type_size);
+  check_weight_layout(w);
   // the per-element kernels load whole f32 / 16-bit values
   if (w.type == quant::QType::kF32) DSV4_CHECK(w.row_bytes % 4 == 0);
   if (w.type == quant::QType::kF16 || w.type == quant::QType::kBF16) DSV4_CHECK(w.row_bytes % 2 == 0);
@@ -459,11 +457,9 @@ void CudaOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_
   check_weight(ew.gate);
   check_weight(ew.up);
   check_weight(ew.down);
+  const int64_t E = n_expert_of(ew);
   const int64_t I = ew.n_ff, D = ew.n_embd;
-  DSV4_CHECK(I > 0 && D > 0 && ew.gate.rows % I == 0 && ew.up.rows == ew.gate.rows);
-  DSV4_CHECK(ew.gate.cols == D && ew.up.cols == D && ew.down.cols == I);
-  const int64_t E = ew.gate.rows / I;
-  DSV4_CHECK(ew.down.rows == E * D && E <= 65535);
+  DSV4_CHECK(E <= 65535);
   const int64_t S = n * n_used;  // slots (t, k), slot = t·n_used + k
   Impl& m = *impl_;
   m.use();

@@ -68,6 +68,28 @@ struct ExpertWeights {
   int64_t n_embd = 0;  // rows of down per expert
 };
 
+// Preconditions every backend checks on entry (DSV4_CHECK: a broken invariant of our own code,
+// never a data value): a weight's layout is consistent with its type, and an expert set's three
+// stacked matrices agree. n_expert_of returns the number of stacked experts.
+inline void check_weight_layout(const Weight& w) {
+  const quant::QTypeInfo* info = quant::qtype_info(w.type);
+  DSV4_CHECK(info != nullptr);
+  DSV4_CHECK(w.data != nullptr && w.cols > 0 && w.rows >= 0);
+  DSV4_CHECK(w.cols % info->block_size == 0);
+  DSV4_CHECK(w.row_bytes >= static_cast<size_t>(w.cols / info->block_size) * info->type_size);
+}
+inline int64_t n_expert_of(const ExpertWeights& ew) {
+  check_weight_layout(ew.gate);
+  check_weight_layout(ew.up);
+  check_weight_layout(ew.down);
+  const int64_t I = ew.n_ff, D = ew.n_embd;
+  DSV4_CHECK(I > 0 && D > 0 && ew.gate.rows % I == 0 && ew.up.rows == ew.gate.rows);
+  DSV4_CHECK(ew.gate.cols == D && ew.up.cols == D && ew.down.cols == I);
+  const int64_t E = ew.gate.rows / I;
+  DSV4_CHECK(ew.down.rows == E * D);
+  return E;
+}
+
 class Ops {
  public:
   virtual ~Ops() = default;
