@@ -97,6 +97,15 @@ struct BlockQ6_K {
 };
 static_assert(sizeof(BlockQ6_K) == 210, "block_q6_K");
 
+// Activation block of the K / IQ types' integer dots (ggml's block_q8_K; never stored in a
+// file): y = d * qs[j]; bsums[g] = Σ qs[16g .. 16g+15].
+struct BlockQ8_K {
+  float d;
+  int8_t qs[kQK_K];
+  int16_t bsums[kQK_K / 16];
+};
+static_assert(sizeof(BlockQ8_K) == 292, "block_q8_K");
+
 // ---- IQ types (256 elements) -----------------------------------------------------------------
 struct BlockIQ2_XXS {
   uint16_t d;

@@ -1,0 +1,80 @@
+// dsv4 backend/cpu (internal): integer dot products over 8-bit quantized activations — the
+// `act_quant = q8` path of CpuOps (issue 7 scope 4; the numerics of upstream llama.cpp's CPU
+// backend, whose ggml_vec_dot_<type> takes the activation in the type's `vec_dot_type`).
+//
+// Activation formats (one activation row of k elements is quantized once per op call):
+//   * q8_0 (quant::BlockQ8_0, 32 elements, fp16 d = amax/127, q = round_half_away(x/d)): for
+//     weights q8_0, mxfp4, iq4_nl. Bytes identical to quant::quantize_row(kQ8_0) (= gguf-py).
+//   * q8_K (quant::BlockQ8_K, 256 elements, float d, bsums per 16): for weights q2_K, q4_K,
+//     iq2_xxs. Bytes identical to quant::quantize_act_q8_K (ggml's quantize_row_q8_K_ref).
+//
+// A tile function computes, for weight rows i < nr (row i at w + i·row_bytes, k elements in the
+// weight's block format) and activation rows t < nt (xq[t]: k/32 BlockQ8_0 or k/256 BlockQ8_K):
+//     out[t·ldo + i] = Σ_blocks  d_w · d_x · Σ_j q_w[j]·q_x[j]   (+ the type's min/offset terms)
+// i.e. the dot product of the dequantized weight row with the dequantized activation row. The
+// per-block integer sums are exact; the float combination of blocks has a fixed order per level,
+// so each out value is bit-identical whatever nr, nt and the position in the tile (the ops.h
+// determinism rule). Its distance to the exact value (float64 of the same terms) is a few float32
+// roundings per block, checked in tests/backend/qdot_test.cpp.
+// 1 ≤ nr ≤ kQTileRows, 1 ≤ nt ≤ kQTileTokens, k a multiple of the weight's block size (32 or 256).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "dsv4/quant/act_quant.h"
+#include "dsv4/quant/quant.h"
+
+namespace dsv4::backend::cpu {
+
+constexpr int kQTileRows = 4;
+constexpr int kQTileTokens = 4;
+
+using quant::ActFormat;
+
+using QDotTileFn = void (*)(const uint8_t* w, size_t row_bytes, int nr, const void* const* xq,
+                            int nt, int64_t k, float* out, int64_t ldo);
+// x [k] → dst (k/32 BlockQ8_0 or k/256 BlockQ8_K), bytes identical to the quant:: reference.
+using QuantizeActFn = void (*)(const float* x, void* dst, int64_t k);
+// Optional, per level: a quantized activation row (k elements, in the format of `wtype`) turned
+// into the level's prepared form, which that level's tile function for `wtype` then takes instead
+// of the quantized row (done once per op call and reused by every weight row).
+// prepared_bytes(wtype, k) = the bytes of one prepared row, 0 when `wtype` takes the quantized
+// row as it is.
+using PrepareActFn = void (*)(quant::QType wtype, const void* xq, int64_t k, void* dst);
+using PreparedBytesFn = size_t (*)(quant::QType wtype, int64_t k);
+
+struct QDotKernels {
+  QuantizeActFn quantize_q8_0 = nullptr;
+  QuantizeActFn quantize_q8_K = nullptr;
+  // weights × q8_0 activations
+  QDotTileFn q8_0 = nullptr, mxfp4 = nullptr, iq4_nl = nullptr;
+  // weights × q8_K activations
+  QDotTileFn q2_K = nullptr, q4_K = nullptr, iq2_xxs = nullptr;
+  // prepared activations (both nullptr: none at this level)
+  PrepareActFn prepare = nullptr;
+  PreparedBytesFn prepared_bytes = nullptr;
+};
+
+// Per level (0 scalar, 1 avx2, 2 avx512; the SimdLevel values): each part fills its entries.
+// Entries left nullptr have no integer path at that level (CpuOps falls back to float32).
+void fill_qdot32_scalar(QDotKernels& k);  // quantize_q8_0, q8_0, mxfp4, iq4_nl
+void fill_qdot32_avx2(QDotKernels& k);
+void fill_qdot32_avx512(QDotKernels& k);
+void fill_qdotK_scalar(QDotKernels& k);   // quantize_q8_K, q2_K, q4_K, iq2_xxs
+void fill_qdotK_avx2(QDotKernels& k);
+void fill_qdotK_avx512(QDotKernels& k);
+// AVX-512 VNNI block-pair kernels for q8_0 / mxfp4 / iq4_nl over prepared activations
+// (qdot32_pairs.cpp); replace fill_qdot32_avx512's entries when the CPU has VNNI.
+void fill_qdot32_pairs_avx512(QDotKernels& k);
+
+// The table of a level (filled once; x86-only levels are empty tables elsewhere).
+const QDotKernels& qdot_kernels(int level);
+
+// The bytes of one quantized activation row of k elements in format f (quant::act_format_of
+// gives a weight type's format).
+size_t act_row_bytes(ActFormat f, int64_t k);
+// The tile function of `type` in `k` (nullptr if none at this level).
+QDotTileFn qdot_fn(const QDotKernels& k, quant::QType type);
+
+}  // namespace dsv4::backend::cpu

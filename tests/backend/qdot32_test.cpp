@@ -1,0 +1,329 @@
+// Integer dots over q8_0 activations (src/backend/cpu/qdot.h: quantize_q8_0 and the q8_0, mxfp4,
+// iq4_nl tile functions), at every SIMD level this machine supports:
+//   (i)   quantize_q8_0 bytes == quant::quantize_row(kQ8_0) (random rows, zeros, all-zero blocks,
+//         exact ties at (n + 0.5)·d, huge and tiny magnitudes, fp16-subnormal and fp16-inf d);
+//   (ii)  tile values vs a float64 reference from the dequantized rows (quant::dequantize_row of
+//         the weight row and of the q8_0 activation row, Σ in double), k = 32, 64, 224, 2048, 4096,
+//         weights with extreme block scales (mxfp4 e = 0, 1, 127, 200, 254, 255; q8_0 values −128
+//         and 127);
+//   (iii) each out(i, t) bit-identical whatever nr, nt (1..4) and the tile position;
+//   (iv)  out written only at t·ldo + i (i < nr, t < nt): everything else is a NaN sentinel,
+//         checked bit for bit, with guard words before and after.
+//
+// Error bound of (ii). The reference is exact: every dequantized value is an fp16 (or 2^(e−128))
+// times an integer of ≤ 8 bits, so products are exact in float64 and the float64 sum's error
+// (~2^-53 relative) is negligible. A level computes per block p = fl(dw·dx) (relative error ≤ u,
+// u = 2^-24), the term S·p (exact S; the product rounded at most once more), then sums the terms
+// along a lane (≤ nb terms: ≤ (nb − 1)·u·Σ|terms|) and reduces ≤ 16 lanes (≤ 4 more roundings).
+// So |out − ref| ≤ (nb + 6)·u·Σ_b |p_b·S_b| (first order), and Σ_b |dw·dx·S_b| ≤ Σ_j |w_j·x_j|.
+// The test uses (nb + 8)·u·Σ_j |w_j·x_j| plus an absolute nb·2^-130 for blocks whose p is an f32
+// subnormal (mxfp4 e < 2: p's rounding is then absolute, ≤ 2^-150, times |S| < 2^20).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dsv4/backend/cpu/cpu_ops.h"
+#include "dsv4/core/dtypes.h"
+#include "dsv4/quant/blocks.h"
+#include "dsv4/quant/quant.h"
+// Internal kernel table (tested directly).
+#include "../../src/backend/cpu/qdot.h"
+
+namespace {
+
+using dsv4::backend::SimdLevel;
+using dsv4::backend::cpu::QDotKernels;
+using dsv4::backend::cpu::QDotTileFn;
+using dsv4::quant::QType;
+
+constexpr size_t kQ8 = sizeof(dsv4::quant::BlockQ8_0);
+
+std::vector<int> levels() {
+  std::vector<int> v;
+  for (int l = 0; l <= 2; ++l) {
+    if (dsv4::backend::simd_level_supported(static_cast<SimdLevel>(l))) v.push_back(l);
+  }
+  return v;
+}
+
+const char* level_name(int l) { return dsv4::backend::simd_level_name(static_cast<SimdLevel>(l)); }
+
+std::vector<uint8_t> ref_quantize(const std::vector<float>& x) {
+  std::vector<uint8_t> q(x.size() / 32 * kQ8);
+  EXPECT_TRUE(dsv4::quant::quantize_row(QType::kQ8_0, x.data(), q.data(), static_cast<int64_t>(x.size())).is_ok());
+  return q;
+}
+
+// ---- (i) quantize_q8_0 -------------------------------------------------------------------------
+std::vector<float> quant_test_row(std::mt19937& rng, int nb) {
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_int_distribution<int> ui(-127, 126);
+  std::vector<float> x(static_cast<size_t>(nb) * 32);
+  for (int b = 0; b < nb; ++b) {
+    float* y = x.data() + b * 32;
+    const int kind = b % 10;
+    for (int j = 0; j < 32; ++j) y[j] = nd(rng);
+    switch (kind) {
+      case 0: for (int j = 0; j < 32; ++j) y[j] = 0.0f; break;        // all-zero block
+      case 1: for (int j = 0; j < 32; j += 3) y[j] = 0.0f; y[5] = -0.0f; break;
+      case 2:  // amax = 127·2^m: d = 2^m exactly, values (n + 0.5)·2^m are exact ties
+      case 3: {
+        const float s = std::ldexp(1.0f, kind == 2 ? 0 : -7);
+        for (int j = 0; j < 32; ++j) y[j] = (static_cast<float>(ui(rng)) + 0.5f) * s;
+        y[7] = 127.0f * s;
+        y[8] = -126.5f * s;
+        y[9] = std::nextafter(0.5f, 0.0f) * s;  // just below a tie
+        y[10] = -std::nextafter(2.5f, 3.0f) * s;  // just above
+        break;
+      }
+      case 4: for (int j = 0; j < 32; ++j) y[j] *= 1e30f; break;     // huge, d = fp16 inf
+      case 5: for (int j = 0; j < 32; ++j) y[j] *= 3e36f; y[3] = 3.4e38f; break;
+      case 6: for (int j = 0; j < 32; ++j) y[j] *= 1e-30f; break;    // tiny (d fp16 zero)
+      case 7: for (int j = 0; j < 32; ++j) y[j] *= 1e-5f; break;     // d fp16 subnormal
+      case 8: for (int j = 0; j < 32; ++j) y[j] *= 65504.0f * 127.0f / 4.0f; break;  // near fp16 max
+      default: break;
+    }
+  }
+  return x;
+}
+
+TEST(Qdot32, QuantizeQ8_0MatchesReference) {
+  std::mt19937 rng(1234);
+  for (int level : levels()) {
+    const QDotKernels& kt = dsv4::backend::cpu::qdot_kernels(level);
+    ASSERT_NE(kt.quantize_q8_0, nullptr) << level_name(level);
+    std::printf("[qdot32] quantize_q8_0 at level %s\n", level_name(level));
+    for (int nb : {1, 3, 10, 37, 128}) {
+      for (int rep = 0; rep < 4; ++rep) {
+        const std::vector<float> x = quant_test_row(rng, nb);
+        const std::vector<uint8_t> want = ref_quantize(x);
+        std::vector<uint8_t> got(want.size() + 8, 0xA5);
+        kt.quantize_q8_0(x.data(), got.data(), static_cast<int64_t>(x.size()));
+        for (size_t b = 0; b < want.size(); ++b)
+          ASSERT_EQ(got[b], want[b]) << level_name(level) << " nb=" << nb << " byte " << b << " (block "
+                                     << b / kQ8 << ")";
+        for (size_t b = want.size(); b < got.size(); ++b) ASSERT_EQ(got[b], 0xA5) << "overwrite";
+      }
+    }
+  }
+}
+
+// ---- weights ----------------------------------------------------------------------------------
+struct Matrix {
+  QType type;
+  int64_t k;
+  int rows;
+  size_t row_bytes;
+  std::vector<uint8_t> data;  // exact size (ASan catches over-reads)
+};
+
+// Random blocks. extreme: q8_0 blocks of −128 / 127 runs; mxfp4 e from {0, 1, 127, 200, 254, 255}
+// (the activations are made small enough that the float32 sums stay finite).
+Matrix make_weights(std::mt19937& rng, QType type, int64_t k, int rows, bool extreme) {
+  Matrix m{type, k, rows, 0, {}};
+  const int64_t nb = k / 32;
+  const size_t bs = type == QType::kQ8_0 ? 34 : type == QType::kMXFP4 ? 17 : 18;
+  m.row_bytes = static_cast<size_t>(nb) * bs;
+  m.data.resize(m.row_bytes * static_cast<size_t>(rows));
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> ud(0.01f, 1.0f);
+  for (int r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* p = m.data.data() + static_cast<size_t>(r) * m.row_bytes + static_cast<size_t>(b) * bs;
+      for (size_t j = 0; j < bs; ++j) p[j] = static_cast<uint8_t>(byte(rng));
+      if (type == QType::kMXFP4) {
+        static constexpr int kExt[] = {0, 1, 127, 200, 254, 255};
+        p[0] = extreme ? static_cast<uint8_t>(kExt[byte(rng) % 6])
+                       : static_cast<uint8_t>(117 + byte(rng) % 21);
+      } else {
+        const uint16_t d = dsv4::f32_to_fp16(ud(rng) * (type == QType::kQ8_0 ? 0.01f : 0.002f));
+        std::memcpy(p, &d, 2);
+        if (type == QType::kQ8_0 && extreme) {
+          const int mode = byte(rng) % 3;
+          for (int j = 0; j < 32; ++j) {
+            if (mode == 0) p[2 + j] = 0x80;                           // all −128
+            if (mode == 1) p[2 + j] = 0x7F;                           // all 127
+            if (mode == 2) p[2 + j] = (j % 2) ? 0x80 : p[2 + j];      // mixed
+          }
+        }
+      }
+    }
+  }
+  return m;
+}
+
+std::vector<float> activation_row(std::mt19937& rng, int64_t k, float scale) {
+  std::normal_distribution<float> nd(0.0f, scale);
+  std::vector<float> x(static_cast<size_t>(k));
+  for (auto& v : x) v = nd(rng);
+  // make some activation values hit ±127 and some blocks zero
+  if (k >= 64) for (int j = 32; j < 64; ++j) x[static_cast<size_t>(j)] = 0.0f;
+  return x;
+}
+
+// quant::dequantize_row in float64. MXFP4 with e ≥ 254: 2^(e−128)·kv overflows the float32 the
+// dequantizer writes (±inf for |kv| ≥ 4 at e = 254, ≥ 2 at e = 255); such values are taken in
+// float64 from the same definition (scale e8m0_to_f32_half(e), integer kKvaluesMxfp4), which is
+// what the integer kernels (and upstream's ggml_vec_dot_mxfp4_q8_0) compute.
+std::vector<double> dequant(QType type, const uint8_t* p, int64_t k) {
+  std::vector<float> y(static_cast<size_t>(k));
+  EXPECT_TRUE(dsv4::quant::dequantize_row(type, p, y.data(), k).is_ok());
+  std::vector<double> r(y.begin(), y.end());
+  if (type == QType::kMXFP4) {
+    static constexpr int kv[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    for (int64_t j = 0; j < k; ++j) {
+      const uint8_t* b = p + static_cast<size_t>(j / 32) * 17;
+      const int e = j % 32;
+      const int code = e < 16 ? (b[1 + e] & 0xF) : (b[1 + e - 16] >> 4);
+      const double v = static_cast<double>(dsv4::quant::e8m0_to_f32_half(b[0])) * kv[code];
+      if (std::isfinite(y[static_cast<size_t>(j)])) {
+        EXPECT_EQ(v, r[static_cast<size_t>(j)]);
+      }
+      r[static_cast<size_t>(j)] = v;
+    }
+  }
+  return r;
+}
+
+struct Case {
+  QType type;
+  const char* name;
+  QDotTileFn QDotKernels::*fn;
+};
+const Case kCases[] = {
+    {QType::kQ8_0, "q8_0", &QDotKernels::q8_0},
+    {QType::kMXFP4, "mxfp4", &QDotKernels::mxfp4},
+    {QType::kIQ4_NL, "iq4_nl", &QDotKernels::iq4_nl},
+};
+
+constexpr uint32_t kSentinel = 0x7FC0DEADu;  // a NaN no kernel produces by chance
+float sentinel() {
+  float f;
+  std::memcpy(&f, &kSentinel, 4);
+  return f;
+}
+uint32_t bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+// One tile call with guarded output: out has ldo = nr + 3 and nt rows, plus 16 guard floats each
+// side; checks that only (t, i < nr) entries were written. Returns out[t][i] as [t·4 + i].
+std::vector<float> guarded_call(QDotTileFn fn, const Matrix& m, int r0, int nr,
+                                const std::vector<const void*>& xq, int t0, int nt,
+                                const std::string& what) {
+  const int64_t ldo = nr + 3;
+  const size_t guard = 16;
+  std::vector<float> buf(guard * 2 + static_cast<size_t>(ldo) * static_cast<size_t>(nt), sentinel());
+  float* out = buf.data() + guard;
+  fn(m.data.data() + static_cast<size_t>(r0) * m.row_bytes, m.row_bytes, nr, xq.data() + t0, nt,
+     m.k, out, ldo);
+  std::vector<float> res(16, 0.0f);
+  for (size_t j = 0; j < buf.size(); ++j) {
+    const bool inside = j >= guard && j < guard + static_cast<size_t>(ldo * nt);
+    const int64_t o = static_cast<int64_t>(j) - static_cast<int64_t>(guard);
+    const bool written = inside && (o % ldo) < nr;
+    if (written) {
+      res[static_cast<size_t>((o / ldo) * 4 + (o % ldo))] = buf[j];
+    } else {
+      EXPECT_EQ(bits(buf[j]), kSentinel) << what << ": wrote outside the tile at offset " << o;
+    }
+  }
+  return res;
+}
+
+void check_type(const Case& c, int level, int64_t k, bool extreme, std::mt19937& rng) {
+  const QDotKernels& kt = dsv4::backend::cpu::qdot_kernels(level);
+  const QDotTileFn fn = kt.*(c.fn);
+  ASSERT_NE(fn, nullptr) << c.name << " at " << level_name(level);
+  constexpr int kRows = 6, kTok = 6;
+  const Matrix m = make_weights(rng, c.type, k, kRows, extreme);
+  // mxfp4 with e up to 255 (scale 2^127): activations ~1e-3 keep every sum finite.
+  const float xscale = (extreme && c.type == QType::kMXFP4) ? 1e-3f : 1.0f;
+  std::vector<std::vector<uint8_t>> xqs;
+  std::vector<const void*> xq;
+  for (int t = 0; t < kTok; ++t) xqs.push_back(ref_quantize(activation_row(rng, k, xscale)));
+  // a level with prepared activations (qdot.h) takes its prepared rows
+  const size_t pb = kt.prepare != nullptr ? kt.prepared_bytes(c.type, k) : 0;
+  std::vector<std::vector<uint8_t>> xps;
+  for (auto& v : xqs) {
+    if (pb == 0) {
+      xq.push_back(v.data());
+      continue;
+    }
+    xps.emplace_back(pb);
+    kt.prepare(c.type, v.data(), k, xps.back().data());
+  }
+  for (auto& v : xps) xq.push_back(v.data());
+  const std::string what = std::string(c.name) + " " + level_name(level) + " k=" + std::to_string(k) +
+                           (extreme ? " extreme" : "");
+
+  // (ii) accuracy of each single (row, token), from 1×1 calls.
+  const int64_t nb = k / 32;
+  std::vector<float> single(kRows * kTok);
+  for (int r = 0; r < kRows; ++r) {
+    const std::vector<double> w = dequant(c.type, m.data.data() + static_cast<size_t>(r) * m.row_bytes, k);
+    for (int t = 0; t < kTok; ++t) {
+      const std::vector<double> x = dequant(QType::kQ8_0, xqs[static_cast<size_t>(t)].data(), k);
+      double ref = 0.0, mag = 0.0;
+      for (int64_t j = 0; j < k; ++j) {
+        ref += w[static_cast<size_t>(j)] * x[static_cast<size_t>(j)];
+        mag += std::fabs(w[static_cast<size_t>(j)] * x[static_cast<size_t>(j)]);
+      }
+      const float got = guarded_call(fn, m, r, 1, xq, t, 1, what)[0];
+      single[static_cast<size_t>(r * kTok + t)] = got;
+      const double bound = static_cast<double>(nb + 8) * std::ldexp(1.0, -24) * mag * 1.001 +
+                           static_cast<double>(nb) * std::ldexp(1.0, -130);
+      ASSERT_TRUE(std::isfinite(got)) << what;
+      ASSERT_LE(std::fabs(static_cast<double>(got) - ref), bound)
+          << what << " row " << r << " tok " << t << " got " << got << " ref " << ref;
+    }
+  }
+  // (iii) + (iv): every nr, nt, position gives the 1×1 values bit for bit; no stray writes.
+  for (int nr = 1; nr <= 4; ++nr) {
+    for (int nt = 1; nt <= 4; ++nt) {
+      for (int r0 = 0; r0 + nr <= kRows; ++r0) {
+        for (int t0 = 0; t0 + nt <= kTok; ++t0) {
+          const std::vector<float> o = guarded_call(fn, m, r0, nr, xq, t0, nt, what);
+          for (int t = 0; t < nt; ++t) {
+            for (int i = 0; i < nr; ++i) {
+              ASSERT_EQ(bits(o[static_cast<size_t>(t * 4 + i)]),
+                        bits(single[static_cast<size_t>((r0 + i) * kTok + t0 + t)]))
+                  << what << " nr=" << nr << " nt=" << nt << " r0=" << r0 << " t0=" << t0 << " (" << i
+                  << "," << t << ")";
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Qdot32, TilesAccurateAndDeterministic) {
+  std::mt19937 rng(42);
+  for (int level : levels()) {
+    for (const Case& c : kCases) {
+      bool vnni = false;  // the avx512 level picks its VNNI kernels when the CPU has it
+#if defined(__x86_64__)
+      vnni = level == 2 && __builtin_cpu_supports("avx512vnni");
+#endif
+      std::printf("[qdot32] %s tile at level %s%s\n", c.name, level_name(level), vnni ? " (vnni)" : "");
+      for (int64_t k : {32, 64, 32 * 7, 2048, 4096}) {
+        for (bool extreme : {false, true}) {
+          if (extreme && c.type == QType::kIQ4_NL) continue;
+          check_type(c, level, k, extreme, rng);
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
