@@ -251,6 +251,7 @@ struct Options {
   std::string output = "md";
   bool no_warmup = false;
   bool raw_numerics = false;
+  std::string act_quant = "q8";
   std::string tg_input = "random";
   uint64_t seed = 1234;
   size_t stream_mib = 128;
@@ -376,6 +377,8 @@ int main(int argc, char** argv) {
   app.add_option("-o,--output", o.output, "md | csv | json")->check(CLI::IsMember({"md", "csv", "json"}))->capture_default_str();
   app.add_flag("--no-warmup", o.no_warmup, "no warm-up run before each test's repetitions");
   app.add_flag("--no-official-numerics", o.raw_numerics, "float32 KV/indexer rows (not the §9.2/§9.3 rounding)");
+  app.add_option("--act-quant", o.act_quant, "activations against quantized weights: q8 (integer dots, like llama.cpp) | f32")
+      ->check(CLI::IsMember({"q8", "f32"}))->capture_default_str();
   app.add_option("--tg-input", o.tg_input, "tg inputs: random (pre-drawn ids) | argmax (of the previous logits)")
       ->check(CLI::IsMember({"random", "argmax"}))->capture_default_str();
   app.add_option("--seed", o.seed, "seed of the random token ids")->capture_default_str();
@@ -406,6 +409,7 @@ int main(int argc, char** argv) {
   header["warmup"] = !o.no_warmup;
   header["tg_input"] = o.tg_input;
   header["seed"] = o.seed;
+  header["act_quant"] = o.act_quant;
 
   StreamResult bw;
   if (!o.no_stream) {
@@ -439,6 +443,7 @@ int main(int argc, char** argv) {
       if (engines.count(t)) continue;
       Engine e;
       e.ops = dsv4::backend::make_cpu_ops(static_cast<int>(t));
+      e.ops->set_act_quant(o.act_quant == "f32" ? dsv4::backend::ActQuant::kF32 : dsv4::backend::ActQuant::kQ8);
       e.fwd = std::make_unique<Forward>(m, *e.ops);
       engines.emplace(t, std::move(e));
     }
@@ -497,7 +502,7 @@ int main(int argc, char** argv) {
               Row r;
               r.file = path;
               r.type_mix = mix;
-              r.backend = e.ops->name();
+              r.backend = e.ops->name() + " act " + dsv4::backend::act_quant_name(e.ops->act_quant());
               r.model_bytes = m.weight_bytes();
               r.active_bytes = m.active_bytes_per_token();
               r.threads = static_cast<int>(t);

@@ -79,6 +79,11 @@ int main(int argc, char** argv) {
   app.add_option("--backend", backend, "cpu or ref (the scalar oracle; slow)")->check(CLI::IsMember({"cpu", "ref"}));
   app.add_flag("--no-official-numerics", raw_numerics,
                "store KV and indexer keys in float32 instead of the official FP8/FP4 round trips");
+  std::string act_quant = "q8";
+  app.add_option("--act-quant", act_quant,
+                 "activations against quantized weights: q8 (8-bit blocks + integer dots, like "
+                 "llama.cpp; default) or f32 (exact float32)")
+      ->check(CLI::IsMember({"q8", "f32"}));
   app.add_option("--dump-logits", dump_logits, "write every step's logits as float32 .npy");
   app.add_flag("--all-logits", all_logits,
                "with --dump-logits: the logits of every prompt position [n_prompt][n_vocab] (one "
@@ -118,6 +123,7 @@ int main(int argc, char** argv) {
     ops = dsv4::backend::make_cpu_ops(threads_batch);
     cpu = dynamic_cast<dsv4::backend::CpuOps*>(ops.get());
   }
+  ops->set_act_quant(act_quant == "f32" ? dsv4::backend::ActQuant::kF32 : dsv4::backend::ActQuant::kQ8);
   dsv4::model::Forward fwd(m, *ops);
   dsv4::model::SequenceState st(m, dsv4::model::StateOptions{n_ctx, !raw_numerics});
   fmt::print(stderr, "model: {} layers (n_embd {}, {} heads x {}, {} experts x {} ({} used), vocab {})\n",
@@ -129,7 +135,8 @@ int main(int argc, char** argv) {
              gib(static_cast<double>(m.weight_bytes())), gib(static_cast<double>(m.active_bytes_per_token())),
              gib(static_cast<double>(st.bytes_fixed())), st.bytes_per_token(),
              gib(static_cast<double>(st.bytes_fixed()) + st.bytes_per_token() * static_cast<double>(n_ctx)), n_ctx);
-  fmt::print(stderr, "backend: {}, threads {} / batch {}; loaded in {:.0f} ms\n", ops->name(), threads,
+  fmt::print(stderr, "backend: {} (activations {}), threads {} / batch {}; loaded in {:.0f} ms\n", ops->name(),
+             dsv4::backend::act_quant_name(ops->act_quant()), threads,
              threads_batch, ms_since(t_load));
 
   // ---- prompt

@@ -40,6 +40,7 @@ class ModelEngine final : public Engine {
     } else {
       return Status(ErrorCode::kInvalidArgument, "unknown backend '" + o.backend + "' (cpu, ref)");
     }
+    ops_->set_act_quant(o.act_quant);
     fwd_ = std::make_unique<model::Forward>(*model_, *ops_);
     // automatic: every 1024 positions, or n_ctx/16 for long contexts (kMaxCheckpoints bounds the
     // memory either way)
@@ -66,7 +67,7 @@ class ModelEngine final : public Engine {
     info_.description = "deepseek4: " + std::to_string(h.n_layer) + " layers, n_embd " +
                         std::to_string(h.n_embd) + ", " + std::to_string(h.n_expert) +
                         " experts (" + std::to_string(h.n_expert_used) + " used); " +
-                        model_->type_mix() + "; backend " + ops_->name();
+                        model_->type_mix() + "; backend " + ops_->name() + ", activations " + backend::act_quant_name(ops_->act_quant());
     return Status::ok();
   }
 

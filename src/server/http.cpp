@@ -628,6 +628,10 @@ int server_main(int argc, char** argv, const ServerHooks& hooks) {
   app.add_option("--threads-batch", o.n_threads_batch, "-tb: threads for prompt processing")->check(CLI::Range(0, 1024));
   app.add_option("-b,--batch-size", o.n_batch, "prefill chunk per slot and step")->check(CLI::Range(1, 1 << 20));
   app.add_option("--ubatch-size", o.n_ubatch, "-ub: engine micro-batch")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--act-quant", o.act_quant,
+                 "activations against quantized weights: q8 (8-bit blocks + integer dots, like llama.cpp) "
+                 "or f32 (exact float32)")
+      ->check(CLI::IsMember({"q8", "f32"}));
   app.add_option("--n-gpu-layers", o.n_gpu_layers, "-ngl: accepted; ignored until a GPU backend exists");
   app.add_option("--override-tensor", o.override_tensor, "-ot: accepted; ignored")
       ->expected(1)

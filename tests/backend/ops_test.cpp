@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <random>
 #include <string>
@@ -33,6 +34,7 @@
 
 namespace {
 
+using dsv4::backend::ActQuant;
 using dsv4::backend::CpuOps;
 using dsv4::backend::ExpertWeights;
 using dsv4::backend::HcWeights;
@@ -339,10 +341,17 @@ TEST(CpuOps, DequantBitExactEveryTypeEveryLevel) {
 // orders of margin over the worst case; a wrong block layout gives NMSE ~1.
 constexpr double kMatmulNmse = 1e-10;
 
-void check_matmul(QType type, int64_t rows, const std::vector<int64_t>& ns, int threads) {
+// With ActQuant::kQ8 both sides multiply the same quantized activations (the CPU's quantizer is
+// byte-identical to the reference's, qdot32_test / qdotK_test): the integer block sums are exact
+// and only the float32 combination of ≤ K/32 block terms (and, for the K types, the reference's
+// float32 dequantized weights) rounds, so the same bound holds. The quantization itself moves
+// the result by NMSE ~1e-5 against float32 activations, so a CPU path that skipped it fails.
+void check_matmul(QType type, int64_t rows, const std::vector<int64_t>& ns, int threads,
+                  ActQuant aq = ActQuant::kF32) {
   const int64_t cols = test_cols(type);
   OwnedWeight w = random_weight(type, rows, cols, 77 + static_cast<uint64_t>(type));
   RefOps ref;
+  ref.set_act_quant(aq);
   for (int64_t n : ns) {
     const int64_t ldx = cols + 3, ldy = rows + 5;
     std::vector<float> x = randn(static_cast<size_t>(n * ldx), 5 + static_cast<uint64_t>(n));
@@ -350,6 +359,7 @@ void check_matmul(QType type, int64_t rows, const std::vector<int64_t>& ns, int 
     ref.matmul(w.w, x.data(), ldx, n, want.data(), ldy);
     for (SimdLevel l : levels()) {
       auto ops = dsv4::backend::make_cpu_ops(threads, l);
+      ops->set_act_quant(aq);
       Guarded got(static_cast<size_t>(n * ldy));
       ops->matmul(w.w, x.data(), ldx, n, got.data(), ldy);
       ASSERT_TRUE(got.guards_ok()) << tname(type) << " " << ops->name();
@@ -363,8 +373,9 @@ void check_matmul(QType type, int64_t rows, const std::vector<int64_t>& ns, int 
           }
           e.add(got[i], want[i]);
         }
-      EXPECT_LE(track("matmul", e.value()), kMatmulNmse)
-          << tname(type) << " n=" << n << " rows=" << rows << " " << ops->name();
+      EXPECT_LE(track(aq == ActQuant::kQ8 ? "matmul_q8" : "matmul", e.value()), kMatmulNmse)
+          << tname(type) << " n=" << n << " rows=" << rows << " " << ops->name() << " act "
+          << dsv4::backend::act_quant_name(aq);
     }
   }
 }
@@ -377,6 +388,64 @@ TEST(CpuOps, MatmulLongBatchVsRef) {
   for (QType t : {QType::kF32, QType::kF16, QType::kBF16, QType::kQ8_0, QType::kMXFP4, QType::kQ2_K,
                   QType::kQ4_K, QType::kIQ2_XXS, QType::kF8_E4M3_B128})
     check_matmul(t, 37, {513}, 2);
+}
+
+// The integer path (ActQuant::kQ8) of every type that has one; other types keep float32
+// activations in q8 mode, so the float32 bound against the float32 reference holds for them.
+const std::vector<QType>& q8_types() {
+  static const std::vector<QType> v = {QType::kQ8_0, QType::kMXFP4, QType::kIQ4_NL,
+                                       QType::kQ2_K, QType::kQ4_K,  QType::kIQ2_XXS};
+  return v;
+}
+
+TEST(CpuOps, MatmulQ8EveryTypeVsRef) {
+  for (QType t : all_types()) check_matmul(t, 37, {1, 7, 64}, 2, ActQuant::kQ8);
+  for (QType t : q8_types()) check_matmul(t, 37, {513}, 2, ActQuant::kQ8);
+  for (int64_t rows : {1, 2, 3, 5, 8, 13})
+    for (int threads : {1, 3}) check_matmul(QType::kQ8_0, rows, {1, 7}, threads, ActQuant::kQ8);
+}
+
+// q8 mode really quantizes: against the float32 reference it is off by the activation rounding.
+TEST(CpuOps, MatmulQ8DiffersFromF32) {
+  for (QType type : q8_types()) {
+    const int64_t K = test_cols(type), rows = 16, n = 3;
+    OwnedWeight w = random_weight(type, rows, K, 1700 + static_cast<uint64_t>(type));
+    const std::vector<float> x = randn(static_cast<size_t>(n * K), 1701);
+    RefOps ref;
+    std::vector<float> want(static_cast<size_t>(n * rows));
+    ref.matmul(w.w, x.data(), K, n, want.data(), rows);
+    for (SimdLevel l : levels()) {
+      auto ops = dsv4::backend::make_cpu_ops(1, l);
+      ops->set_act_quant(ActQuant::kQ8);
+      std::vector<float> got(static_cast<size_t>(n * rows));
+      ops->matmul(w.w, x.data(), K, n, got.data(), rows);
+      Nmse e;
+      for (size_t i = 0; i < got.size(); ++i) e.add(got[i], want[i]);
+      // 8-bit blocks: relative error per element ≲ 1/254 of its block's max → NMSE ~1e-6..1e-4
+      EXPECT_GT(e.value(), 1e-8) << tname(type) << " " << ops->name();
+      EXPECT_LT(e.value(), 1e-3) << tname(type) << " " << ops->name();
+    }
+  }
+}
+
+// A row with inf or NaN gives NaN outputs in q8 mode (as float32 would), never a silent number.
+TEST(CpuOps, MatmulQ8NonFiniteRowGivesNan) {
+  for (QType type : q8_types()) {
+    const int64_t K = test_cols(type), rows = 5, n = 2;
+    OwnedWeight w = random_weight(type, rows, K, 1800 + static_cast<uint64_t>(type));
+    std::vector<float> x = randn(static_cast<size_t>(n * K), 1801);
+    x[static_cast<size_t>(K + 3)] = std::numeric_limits<float>::quiet_NaN();
+    for (SimdLevel l : levels()) {
+      auto ops = dsv4::backend::make_cpu_ops(1, l);
+      ops->set_act_quant(ActQuant::kQ8);
+      std::vector<float> got(static_cast<size_t>(n * rows));
+      ops->matmul(w.w, x.data(), K, n, got.data(), rows);
+      for (int64_t r = 0; r < rows; ++r) {
+        EXPECT_TRUE(std::isfinite(got[static_cast<size_t>(r)])) << tname(type);
+        EXPECT_TRUE(std::isnan(got[static_cast<size_t>(rows + r)])) << tname(type) << " " << ops->name();
+      }
+    }
+  }
 }
 
 TEST(CpuOps, MatmulRowTailsAndThreadCounts) {
@@ -680,10 +749,18 @@ Routing make_routing(int64_t n, int64_t n_used, int64_t E, uint64_t seed) {
 // SwiGLU is a few float32 operations with a float exp (≲ 4u), the down dot adds another matmul
 // error, and y accumulates ≤ n_used float32 sums. Worst case ~1e-5 relative (NMSE ≲ 1e-10);
 // typical ~1e-13. Clamps are active (limit below the typical |gate·x|) and are continuous.
-void check_moe(QType type, int64_t D, int64_t I, const std::vector<int64_t>& ns) {
+//
+// ActQuant::kQ8: x is quantized identically on both sides; h is computed in float32 here and in
+// float64 by the reference before each rounds it to 8 bits, so an element whose h/d lies within
+// ~1e-7 of a rounding tie may land one step apart (probability ~1e-5 per element). One such
+// step moves a down output by ≲ d_h·|w| ≈ |y|/(127·sqrt(I)), NMSE ≲ 1e-6 per flip; bound 1e-6.
+void check_moe(QType type, int64_t D, int64_t I, const std::vector<int64_t>& ns,
+               ActQuant aq = ActQuant::kF32) {
   const int64_t E = 5, n_used = 3;
   MoeSetup m = make_moe(type, E, D, I, 200 + static_cast<uint64_t>(type));
   RefOps ref;
+  ref.set_act_quant(aq);
+  const double bound = aq == ActQuant::kQ8 ? 1e-6 : 1e-9;
   for (int64_t n : ns) {
     const std::vector<float> x = randn(static_cast<size_t>(n * D), 300 + static_cast<uint64_t>(n));
     const std::vector<float> y0 = randn(static_cast<size_t>(n * D), 301);
@@ -699,13 +776,15 @@ void check_moe(QType type, int64_t D, int64_t I, const std::vector<int64_t>& ns)
     ref.moe(m.ew, x.data(), n, n_used, r.ids.data(), r.w.data(), limit, want.data());
     for (SimdLevel l : levels()) {
       auto ops = dsv4::backend::make_cpu_ops(2, l);
+      ops->set_act_quant(aq);
       Guarded got(want.n);
       std::copy(y0.begin(), y0.end(), got.data());
       ops->moe(m.ew, x.data(), n, n_used, r.ids.data(), r.w.data(), limit, got.data());
       ASSERT_TRUE(got.guards_ok());
       Nmse e;
       for (size_t i = 0; i < got.n; ++i) e.add(got[i] - y0[i], want[i] - y0[i]);  // the added part
-      EXPECT_LE(track("moe", e.value()), 1e-9) << tname(type) << " n=" << n << " " << ops->name();
+      EXPECT_LE(track(aq == ActQuant::kQ8 ? "moe_q8" : "moe", e.value()), bound)
+          << tname(type) << " n=" << n << " " << ops->name();
     }
   }
 }
@@ -717,6 +796,12 @@ TEST(CpuOps, MoeVsRef) {
   check_moe(QType::kF8_E4M3_B128, 128, 128, {1, 7});
   for (QType t : {QType::kQ2_K, QType::kQ4_K, QType::kIQ2_XXS, QType::kQ6_K})
     check_moe(t, 256, 256, {1, 7});
+}
+
+TEST(CpuOps, MoeQ8VsRef) {
+  for (QType t : {QType::kQ8_0, QType::kMXFP4, QType::kIQ4_NL}) check_moe(t, 64, 96, {1, 7, 64, 513}, ActQuant::kQ8);
+  for (QType t : {QType::kQ2_K, QType::kQ4_K, QType::kIQ2_XXS}) check_moe(t, 256, 256, {1, 7, 64}, ActQuant::kQ8);
+  check_moe(QType::kF16, 72, 40, {1, 7}, ActQuant::kQ8);  // no integer path: float32 as before
 }
 
 // Shared-expert form: one unstacked expert, n_used = 1, ids 0, weight 1.
@@ -790,12 +875,15 @@ TEST(CpuKernels, DotTileBitIdenticalToDot) {
 // token of a 19-token batch equals the same token alone, for the types of both benchmark mixes.
 TEST(CpuOps, MatmulTiledEqualsAloneEveryToken) {
   const int64_t n = 19, rows = 70;
-  for (QType type : {QType::kBF16, QType::kF16, QType::kQ8_0, QType::kMXFP4, QType::kQ2_K, QType::kIQ2_XXS, QType::kF32}) {
+  for (ActQuant aq : {ActQuant::kF32, ActQuant::kQ8})
+  for (QType type : {QType::kBF16, QType::kF16, QType::kQ8_0, QType::kMXFP4, QType::kQ2_K, QType::kIQ2_XXS, QType::kF32,
+                     QType::kQ4_K, QType::kIQ4_NL}) {
     const int64_t K = 512;
     OwnedWeight w = random_weight(type, rows, K, 1500 + static_cast<uint64_t>(type));
     const std::vector<float> x = randn(static_cast<size_t>(n * K), 1501);
     for (SimdLevel l : levels()) {
       auto ops = dsv4::backend::make_cpu_ops(2, l);
+      ops->set_act_quant(aq);
       std::vector<float> batch(static_cast<size_t>(n * rows)), alone(static_cast<size_t>(rows));
       ops->matmul(w.w, x.data(), K, n, batch.data(), rows);
       for (int64_t t = 0; t < n; ++t) {
@@ -808,6 +896,7 @@ TEST(CpuOps, MatmulTiledEqualsAloneEveryToken) {
 
 TEST(CpuOps, MatmulBatchAndThreadInvariant) {
   const int64_t n = 64, probe = 37, rows = 45;
+  for (ActQuant aq : {ActQuant::kF32, ActQuant::kQ8})
   for (QType type : {QType::kF32, QType::kF16, QType::kQ8_0, QType::kMXFP4, QType::kQ2_K, QType::kIQ2_XXS,
                      QType::kF8_E4M3_B128}) {
     const int64_t K = test_cols(type);
@@ -815,6 +904,7 @@ TEST(CpuOps, MatmulBatchAndThreadInvariant) {
     const std::vector<float> x = randn(static_cast<size_t>(n * K), 501);
     for (SimdLevel l : levels()) {
       auto ops = dsv4::backend::make_cpu_ops(1, l);
+      ops->set_act_quant(aq);
       std::vector<float> alone(static_cast<size_t>(rows)), batch(static_cast<size_t>(n * rows)),
           batch2(static_cast<size_t>(n * rows));
       ops->matmul(w.w, x.data() + probe * K, K, 1, alone.data(), rows);
@@ -829,12 +919,14 @@ TEST(CpuOps, MatmulBatchAndThreadInvariant) {
 
 TEST(CpuOps, MoeBatchAndThreadInvariant) {
   const int64_t n = 64, probe = 21, D = 64, I = 96, E = 5, n_used = 3;
+  for (ActQuant aq : {ActQuant::kF32, ActQuant::kQ8})
   for (QType type : {QType::kQ8_0, QType::kMXFP4}) {
     MoeSetup m = make_moe(type, E, D, I, 600);
     const std::vector<float> x = randn(static_cast<size_t>(n * D), 601);
     Routing r = make_routing(n, n_used, E, 602);
     for (SimdLevel l : levels()) {
       auto ops = dsv4::backend::make_cpu_ops(1, l);
+      ops->set_act_quant(aq);
       std::vector<float> alone(static_cast<size_t>(D), 0.5f), batch(static_cast<size_t>(n * D), 0.5f),
           batch2(static_cast<size_t>(n * D), 0.5f);
       ops->moe(m.ew, x.data() + probe * D, 1, n_used, r.ids.data() + probe * n_used, r.w.data() + probe * n_used,

@@ -9,6 +9,7 @@
 
 #include "dsv4/backend/ref/ref_model.h"
 #include "dsv4/core/status.h"
+#include "dsv4/quant/act_quant.h"
 
 namespace dsv4::backend {
 namespace {
@@ -52,13 +53,25 @@ ref::Mat to_mat(const Weight& w) {
   return m;
 }
 
+// The activation row a dot with a `type` weight multiplies (ops.h ActQuant): x itself, or with
+// kQ8 the dequantized value of its q8_0 / q8_K form.
+// `integer_only`: moe rounds only for the integer (q8_0 / q8_K) formats, not bf16 / f16 (ops.h).
+dvec act_input(ActQuant aq, quant::QType type, const float* x, int64_t n, bool integer_only = false) {
+  quant::ActFormat f = aq == ActQuant::kQ8 ? quant::act_format_of(type) : quant::ActFormat::kNone;
+  if (integer_only && f != quant::ActFormat::kQ8_0 && f != quant::ActFormat::kQ8_K) f = quant::ActFormat::kNone;
+  if (f == quant::ActFormat::kNone) return to_double(x, n);
+  std::vector<float> r(static_cast<size_t>(n));
+  quant::act_round_trip(f, x, r.data(), n);
+  return to_double(r.data(), n);
+}
+
 }  // namespace
 
 // §1: y[t][r] = Σ_c W[r][c]·x[t][c], each weight row dequantized once.
 void RefOps::matmul(const Weight& w, const float* x, int64_t ldx, int64_t n, float* y,
                     int64_t ldy) {
   std::vector<dvec> xs;
-  for (int64_t t = 0; t < n; ++t) xs.push_back(to_double(x + t * ldx, w.cols));
+  for (int64_t t = 0; t < n; ++t) xs.push_back(act_input(act_quant_, w.type, x + t * ldx, w.cols));
   for (int64_t r = 0; r < w.rows; ++r) {
     const dvec row = weight_row(w, r);
     for (int64_t t = 0; t < n; ++t) y[t * ldy + r] = static_cast<float>(dot(row, xs[static_cast<size_t>(t)].data()));
@@ -186,8 +199,17 @@ void RefOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
                  const int32_t* ids, const float* weights, float limit, float* y) {
   const int64_t I = ew.n_ff, D = ew.n_embd;
   const double lim = limit;
+  // ActQuant::kQ8 applies to the experts only where all three have an integer format (as CpuOps)
+  const auto integer = [](quant::QType t) {
+    const quant::ActFormat f = quant::act_format_of(t);
+    return f == quant::ActFormat::kQ8_0 || f == quant::ActFormat::kQ8_K;
+  };
+  const bool q8 = act_quant_ == ActQuant::kQ8 && integer(ew.gate.type) && integer(ew.up.type) &&
+                  integer(ew.down.type);
+  const ActQuant aq = q8 ? ActQuant::kQ8 : ActQuant::kF32;
   for (int64_t t = 0; t < n; ++t) {
-    const dvec xt = to_double(x + t * D, D);
+    const dvec xg = act_input(aq, ew.gate.type, x + t * D, D, true);
+    const dvec xu = act_input(aq, ew.up.type, x + t * D, D, true);
     dvec acc = to_double(y + t * D, D);
     for (int64_t k = 0; k < n_used; ++k) {
       const int32_t e = ids[t * n_used + k];
@@ -196,11 +218,15 @@ void RefOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
       const Weight g = ew.gate.expert(e, I), u = ew.up.expert(e, I), dn = ew.down.expert(e, D);
       dvec h(static_cast<size_t>(I));
       for (int64_t i = 0; i < I; ++i) {
-        const double gi = std::min(dot(weight_row(g, i), xt.data()), lim);
-        const double ui = std::clamp(dot(weight_row(u, i), xt.data()), -lim, lim);
-        h[static_cast<size_t>(i)] = w * silu(gi) * ui;
+        const double gi = std::min(dot(weight_row(g, i), xg.data()), lim);
+        const double ui = std::clamp(dot(weight_row(u, i), xu.data()), -lim, lim);
+        h[static_cast<size_t>(i)] = silu(gi) * ui;
       }
-      for (int64_t r = 0; r < D; ++r) acc[static_cast<size_t>(r)] += dot(weight_row(dn, r), h.data());
+      if (q8) {  // the CPU backend quantizes its float32 h (without the routing weight)
+        std::vector<float> hf(h.begin(), h.end());
+        h = act_input(aq, dn.type, hf.data(), I, true);
+      }
+      for (int64_t r = 0; r < D; ++r) acc[static_cast<size_t>(r)] += w * dot(weight_row(dn, r), h.data());
     }
     store(acc, y + t * D);
   }

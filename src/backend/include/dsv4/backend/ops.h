@@ -90,11 +90,30 @@ inline int64_t n_expert_of(const ExpertWeights& ew) {
   return E;
 }
 
+// How matmul and moe treat the activations they multiply with a quantized weight.
+//   * kF32: float32 activations; the result is the dot of the dequantized weight row with x (the
+//     exact path the model tests against the reference fixtures use).
+//   * kQ8: upstream llama.cpp's CPU numerics: each activation row is first quantized to its
+//     weight type's `vec_dot_type` — q8_0 (32-element blocks) for q8_0, mxfp4 and iq4_nl weights,
+//     q8_K (256-element blocks) for q2_K, q4_K and iq2_xxs (dsv4/quant/act_quant.h) — and the
+//     dot product is taken with the dequantized value of that quantized row (integer dots in
+//     the CPU backend); in matmul, x is rounded to bf16 / f16 first for bf16 / f16 weights
+//     (upstream converts it so; moe keeps float32 for them). Other weight types (f32, the
+//     remaining quantized types) keep float32.
+//     Still finer than the official model's own §9.1 FP8 activation quantization (e4m3 values,
+//     one scale per 128), and a per-row operation, so the determinism rule above holds.
+enum class ActQuant { kF32 = 0, kQ8 = 1 };  // act_quant_name: "f32", "q8"
+
 class Ops {
  public:
   virtual ~Ops() = default;
   // "ref", "cpu[avx2]", ...: the implementation and the SIMD level it runs.
   virtual std::string name() const = 0;
+
+  // The activation treatment of later matmul / moe calls (default kF32). A backend without a
+  // kQ8 path keeps float32 and says so in act_quant().
+  virtual void set_act_quant(ActQuant a) { act_quant_ = a; }
+  ActQuant act_quant() const { return act_quant_; }
 
   // y[t][r] = Σ_c W[r][c]·x[t][c] (§1) for t < n, r < w.rows. x row t at x + t·ldx (ldx ≥
   // w.cols), y row t at y + t·ldy (ldy ≥ w.rows). x and y do not overlap.
@@ -149,6 +168,11 @@ class Ops {
   // ids 0, weight 1 over its own (unstacked) ExpertWeights. The sum over k is in k order.
   virtual void moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_used,
                    const int32_t* ids, const float* weights, float limit, float* y) = 0;
+
+ protected:
+  ActQuant act_quant_ = ActQuant::kF32;
 };
+
+inline const char* act_quant_name(ActQuant a) { return a == ActQuant::kQ8 ? "q8" : "f32"; }
 
 }  // namespace dsv4::backend

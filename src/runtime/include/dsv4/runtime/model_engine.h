@@ -7,6 +7,7 @@
 #include <string>
 
 #include "dsv4/core/status.h"
+#include "dsv4/backend/ops.h"
 #include "dsv4/runtime/engine.h"
 
 namespace dsv4::runtime {
@@ -20,6 +21,9 @@ struct ModelEngineOptions {
   int64_t n_ubatch = 512;        // largest prefill chunk run as one forward call
   std::string backend = "cpu";   // "cpu" or "ref" (scalar oracle; slow)
   bool official_numerics = true; // §9.2 FP8 KV round-trip, §9.3 Hadamard + FP4 indexer
+  // Activations against quantized weights (dsv4/backend/ops.h): kQ8 = 8-bit blocks and integer
+  // dots (upstream llama.cpp's CPU numerics, the fast path), kF32 = exact float32.
+  backend::ActQuant act_quant = backend::ActQuant::kQ8;
   int64_t checkpoint_interval = 0;  // positions between rewind checkpoints; 0: automatic
 };
 

@@ -40,6 +40,7 @@ struct ServerOptions {
   int n_threads_batch = 0;         // -tb
   int64_t n_batch = 2048;          // -b: prefill chunk per slot per scheduler step
   int64_t n_ubatch = 512;          // -ub: engine micro-batch
+  std::string act_quant = "q8";    // --act-quant: q8 (integer dots, like llama.cpp) | f32
   int n_gpu_layers = 0;            // -ngl: accepted, ignored until a GPU backend exists
   std::vector<std::string> override_tensor;  // -ot: accepted, ignored
   // HTTP.

@@ -21,6 +21,12 @@
 // largest row block seen and is kept (no allocation in the steady state, except moe, whose
 // per-(token, expert) scratch grows with n·n_used).
 //
+// Activations (ops.h ActQuant): with kQ8, matmul and moe on q8_0 / mxfp4 / iq4_nl / q2_K / q4_K /
+// iq2_xxs weights quantize each activation row once per call (q8_0 or q8_K, qdot.h) and take
+// integer dot products per block (AVX-512 VNNI where the CPU has it), for decode and prefill
+// alike; bf16 / f16 weights get x rounded to bf16 / f16 (as upstream); other types, and a level
+// without that type's integer kernel, use the float32 path.
+//
 // Threading: as ops.h: one caller at a time; the object owns n_threads − 1 worker threads.
 #pragma once
 
@@ -44,7 +50,8 @@ bool simd_level_supported(SimdLevel level);
 SimdLevel best_simd_level();
 
 namespace cpu {
-struct Kernels;  // internal kernel table (src/backend/cpu/kernels.h)
+struct Kernels;      // internal kernel table (src/backend/cpu/kernels.h)
+struct QDotKernels;  // integer dots over q8 activations (src/backend/cpu/qdot.h)
 }
 
 class CpuOps final : public Ops {
@@ -99,18 +106,34 @@ class CpuOps final : public Ops {
   // Shared helpers: y[t] rows of W·x for the rows [r0, r1) of w, on the calling thread.
   void matmul_rows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t ldx,
                    int64_t n, float* y, int64_t ldy, int thread);
+  // ActQuant::kQ8 (ops.h): whether `type` has an integer path at this level, and the quantized
+  // activation rows (format of `type`, act_row_bytes each) of x [n][k] (row t at x + t·ldx) into
+  // dst. A row holding inf/NaN gets NaN block scales, so its dots are NaN (as the float path).
+  bool has_qdot(quant::QType type) const;
+  // skip (nullable): rows t with skip[t] < 0 are not written. Returns the rows the tile function
+  // of `type` takes — the quantized rows in qbuf, or the level's prepared rows in pbuf (qdot.h) —
+  // and their stride in bytes.
+  const uint8_t* quantize_act(quant::QType type, const float* x, int64_t ldx, int64_t n, int64_t k,
+                              std::vector<uint8_t>& qbuf, std::vector<uint8_t>& pbuf, size_t& stride,
+                              const int32_t* skip = nullptr);
+  void matmul_q8(const Weight& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy);
   // m[t][r] = (fn·X[t]) / sqrt(mean(X[t]²) + eps): the shared first step of hc_coeffs/hc_head.
   void hc_mix(const float* X, int64_t n, int64_t hc, int64_t D, const Weight& fn, float norm_eps,
               float* m);
 
   SimdLevel level_;
   const cpu::Kernels* k_;
+  const cpu::QDotKernels* qk_;
+  const cpu::QDotKernels* qk_scalar_;  // quantizers where the level has none
   std::unique_ptr<ThreadPool> pool_;
   int n_threads_ = 1;
   std::vector<std::vector<float>> scratch_;
   // moe / hc scratch (grown only)
   std::vector<float> buf_a_, buf_b_;
   std::vector<int64_t> ibuf_a_, ibuf_b_, ibuf_c_;
+  // quantized activations (kQ8), grown only
+  std::vector<uint8_t> qbuf_a_, qbuf_b_, qbuf_c_, pbuf_a_, pbuf_b_, pbuf_c_;
+  std::vector<float> rbuf_;  // bf16/f16-rounded activations (kQ8)
 };
 
 // The CPU backend at the level DSV4_SIMD / the CPU allows.
