@@ -28,6 +28,7 @@
 #include "dsv4/backend/ref/ref_ops.h"
 #include "dsv4/core/dtypes.h"
 #include "dsv4/core/thread_pool.h"
+#include "dsv4/quant/act_quant.h"
 #include "dsv4/quant/quant.h"
 // Internal kernel table (tested directly: dot_tile must equal dot bit for bit).
 #include "../../src/backend/cpu/kernels.h"
@@ -871,6 +872,37 @@ TEST(CpuKernels, DotTileBitIdenticalToDot) {
   }
 }
 
+// The SIMD bf16 / f16 rounding of activation rows (ActQuant::kQ8, 16-bit weights) equals
+// quant::act_round_trip bit for bit, specials included (ties, subnormals, overflow, inf, NaN).
+TEST(CpuKernels, Round16BitIdenticalToReference) {
+  std::vector<float> x = randn(1000, 1900, 3.0f);
+  const float specials[] = {0.0f, -0.0f, 1e-40f, -1e-40f, 6e-8f, 3e-8f, 65504.0f, 65520.0f, 70000.0f, -1e38f,
+                            3.4e38f, std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN(), 1.00390625f, 1.01171875f, 1.0009765625f,
+                            2049.0f, 2051.0f, -1.0000001f};
+  for (float v : specials) x.push_back(v);
+  for (uint32_t u = 0x3f800000u; u < 0x3f800000u + 300; u += 7) x.push_back(dsv4::bits_to_f32(u | 0x8000u));
+  const int64_t n = static_cast<int64_t>(x.size());
+  for (SimdLevel l : levels()) {
+    const auto fn = dsv4::backend::cpu::round16_for_level(static_cast<int>(l));
+    if (fn == nullptr) continue;
+    for (bool bf16 : {true, false}) {
+      std::vector<float> want(x.size()), got(x.size());
+      dsv4::quant::act_round_trip(bf16 ? dsv4::quant::ActFormat::kBF16 : dsv4::quant::ActFormat::kF16, x.data(),
+                                  want.data(), n);
+      fn(bf16, x.data(), got.data(), n);
+      for (size_t i = 0; i < x.size(); ++i) {
+        if (std::isnan(want[i])) {
+          EXPECT_TRUE(std::isnan(got[i])) << i;
+          continue;
+        }
+        ASSERT_TRUE(same_bits(&got[i], &want[i], 1)) << (bf16 ? "bf16 " : "f16 ") << x[i] << " -> " << got[i]
+                                                     << " want " << want[i];
+      }
+    }
+  }
+}
+
 // Prefill (tiled) vs decode (fused or single) rows of matmul and moe at realistic shapes: every
 // token of a 19-token batch equals the same token alone, for the types of both benchmark mixes.
 TEST(CpuOps, MatmulTiledEqualsAloneEveryToken) {
@@ -917,10 +949,12 @@ TEST(CpuOps, MatmulBatchAndThreadInvariant) {
   }
 }
 
+// (IQ2_XXS: many slots per expert take the wide 1 × 16 tiles, a lone token the narrow ones.)
 TEST(CpuOps, MoeBatchAndThreadInvariant) {
-  const int64_t n = 64, probe = 21, D = 64, I = 96, E = 5, n_used = 3;
+  const int64_t n = 64, probe = 21, D = 256, I = 256, E = 5, n_used = 3;
   for (ActQuant aq : {ActQuant::kF32, ActQuant::kQ8})
-  for (QType type : {QType::kQ8_0, QType::kMXFP4}) {
+  for (QType type : {QType::kQ8_0, QType::kMXFP4, QType::kIQ2_XXS}) {
+    if (type == QType::kIQ2_XXS && D % 256 != 0) continue;
     MoeSetup m = make_moe(type, E, D, I, 600);
     const std::vector<float> x = randn(static_cast<size_t>(n * D), 601);
     Routing r = make_routing(n, n_used, E, 602);

@@ -93,7 +93,8 @@ CpuOps::CpuOps(int n_threads, SimdLevel level)
     : level_(checked_level(level)),
       k_(kernels_for(level_)),
       qk_(&cpu::qdot_kernels(static_cast<int>(level_))),
-      qk_scalar_(&cpu::qdot_kernels(0)) {
+      qk_scalar_(&cpu::qdot_kernels(0)),
+      round16_(cpu::round16_for_level(static_cast<int>(level_))) {
   n_threads_ = std::max(1, n_threads);
   pool_ = std::make_unique<ThreadPool>(n_threads_);
   scratch_.resize(static_cast<size_t>(n_threads_));
@@ -306,7 +307,12 @@ void CpuOps::matmul(const Weight& w, const float* x, int64_t ldx, int64_t n, flo
     pool_->parallel_for(
         n,
         [&](int64_t b, int64_t e) {
-          for (int64_t t = b; t < e; ++t) quant::act_round_trip(f, x + t * ldx, rbuf_.data() + t * K, K);
+          for (int64_t t = b; t < e; ++t) {
+            if (round16_ != nullptr)
+              round16_(f == quant::ActFormat::kBF16, x + t * ldx, rbuf_.data() + t * K, K);
+            else
+              quant::act_round_trip(f, x + t * ldx, rbuf_.data() + t * K, K);
+          }
         },
         threads_for(n * K * 4));
     x = rbuf_.data();
@@ -535,27 +541,43 @@ void CpuOps::attention(const float* q, int64_t n, int64_t H, int64_t Dh, const f
   if (n <= 0 || H <= 0) return;
   int64_t max_rows = 0;
   for (int64_t t = 0; t < n; ++t) max_rows = std::max(max_rows, offsets[t + 1] - offsets[t]);
+  // Heads of one token share its rows (one K = V row set): a task takes up to kHeadGroup heads of
+  // a token, so each row is read once per group instead of once per head. Per head the operations
+  // are exactly those of one head alone (the same dot per row, the softmax, then the axpys in row
+  // order), so results do not depend on the grouping.
+  constexpr int64_t kHeadGroup = 8;
+  const int64_t groups = ceil_div(H, kHeadGroup);
   pool_->parallel_for(
-      n * H,
+      n * groups,
       [&](int64_t b, int64_t e, int th) {
-        float* s = scratch(th, static_cast<size_t>(std::max<int64_t>(max_rows, 1)));
+        float* s = scratch(th, static_cast<size_t>(std::max<int64_t>(max_rows, 1) * kHeadGroup));
         for (int64_t task = b; task < e; ++task) {
-          const int64_t t = task / H, h = task % H;
-          const float* qh = q + task * Dh;
-          float* oh = out + task * Dh;
-          std::fill(oh, oh + Dh, 0.0f);
+          const int64_t t = task / groups, h0 = (task % groups) * kHeadGroup;
+          const int64_t nh = std::min(kHeadGroup, H - h0);
           const int64_t k0 = offsets[t], nk = offsets[t + 1] - offsets[t];
-          if (nk <= 0) continue;
-          float mx = (sinks != nullptr) ? sinks[h] : -std::numeric_limits<float>::infinity();
-          for (int64_t k = 0; k < nk; ++k) {
-            s[k] = scale * k_->dot(qh, kv + static_cast<int64_t>(indices[k0 + k]) * Dh, Dh);
-            mx = std::max(mx, s[k]);
+          for (int64_t j = 0; j < nh; ++j) {
+            float* oh = out + (t * H + h0 + j) * Dh;
+            std::fill(oh, oh + Dh, 0.0f);
           }
-          double den = (sinks != nullptr) ? static_cast<double>(std::exp(sinks[h] - mx)) : 0.0;
-          for (int64_t k = 0; k < nk; ++k) den += (s[k] = std::exp(s[k] - mx));
-          const float inv = static_cast<float>(1.0 / den);
-          for (int64_t k = 0; k < nk; ++k)
-            k_->axpy(s[k] * inv, kv + static_cast<int64_t>(indices[k0 + k]) * Dh, oh, Dh);
+          if (nk <= 0) continue;
+          for (int64_t k = 0; k < nk; ++k) {
+            const float* row = kv + static_cast<int64_t>(indices[k0 + k]) * Dh;
+            for (int64_t j = 0; j < nh; ++j) s[j * nk + k] = scale * k_->dot(q + (t * H + h0 + j) * Dh, row, Dh);
+          }
+          float inv[kHeadGroup];
+          for (int64_t j = 0; j < nh; ++j) {
+            const int64_t h = h0 + j;
+            float* sj = s + j * nk;
+            float mx = (sinks != nullptr) ? sinks[h] : -std::numeric_limits<float>::infinity();
+            for (int64_t k = 0; k < nk; ++k) mx = std::max(mx, sj[k]);
+            double den = (sinks != nullptr) ? static_cast<double>(std::exp(sinks[h] - mx)) : 0.0;
+            for (int64_t k = 0; k < nk; ++k) den += (sj[k] = std::exp(sj[k] - mx));
+            inv[j] = static_cast<float>(1.0 / den);
+          }
+          for (int64_t k = 0; k < nk; ++k) {
+            const float* row = kv + static_cast<int64_t>(indices[k0 + k]) * Dh;
+            for (int64_t j = 0; j < nh; ++j) k_->axpy(s[j * nk + k] * inv[j], row, out + (t * H + h0 + j) * Dh, Dh);
+          }
         }
       },
       threads_for(n * H * max_rows * Dh * 2));
@@ -648,32 +670,39 @@ void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
     const uint8_t* xqu = xqg;
     rbu = rbg;
     if (!same_gu) xqu = quantize_act(ew.up.type, x, D, n, D, qbuf_b_, pbuf_b_, rbu);
-    const cpu::QDotTileFn fg = cpu::qdot_fn(*qk_, ew.gate.type);
-    const cpu::QDotTileFn fu = cpu::qdot_fn(*qk_, ew.up.type);
+    cpu::QDotTileFn fg = cpu::qdot_fn(*qk_, ew.gate.type);
+    cpu::QDotTileFn fu = cpu::qdot_fn(*qk_, ew.up.type);
     const cpu::QDotTileFn fd = cpu::qdot_fn(*qk_, ew.down.type);
-    constexpr int TR = cpu::kQTileRows, TT = cpu::kQTileTokens;
+    constexpr int TR = cpu::kQTileRows, TT = cpu::kQTileTokens, TW = cpu::kQTileTokensWide;
+    // IQ2_XXS gate/up with many slots: one row × up to TW slots per call (the row's grid decode
+    // is shared by all of them; values identical to the narrow tiles, qdot.h)
+    const bool wide = ew.gate.type == quant::QType::kIQ2_XXS && ew.up.type == quant::QType::kIQ2_XXS &&
+                      qk_->iq2_xxs_wide != nullptr;
     pool_->parallel_for(
         static_cast<int64_t>(n_up_tasks),
         [&](int64_t b, int64_t e_) {
-          const void* xg[TT];
-          const void* xu[TT];
-          float og[TT * TR], ou[TT * TR];
+          const void* xg[TW];
+          const void* xu[TW];
+          float og[TW * TR], ou[TW * TR];
           for (int64_t task = b; task < e_; ++task) {
             const int64_t e = tasks[task] / I, r0 = tasks[task] % I;
             const int64_t r1 = std::min(I, r0 + kUpChunk);
-            const int64_t tr = q8_tile_rows(start[e + 1] - start[e]);
+            const bool w_e = wide && start[e + 1] - start[e] > TT;
+            const int64_t tr = w_e ? 1 : q8_tile_rows(start[e + 1] - start[e]);
+            const int64_t ts = w_e ? TW : TT;
+            const cpu::QDotTileFn tg = w_e ? qk_->iq2_xxs_wide : fg, tu = w_e ? qk_->iq2_xxs_wide : fu;
             for (int64_t r = r0; r < r1; r += tr) {
               const int nr = static_cast<int>(std::min<int64_t>(tr, r1 - r));
               const size_t row = static_cast<size_t>(e * I + r);
-              for (int64_t s0 = start[e]; s0 < start[e + 1]; s0 += TT) {
-                const int nt = static_cast<int>(std::min<int64_t>(TT, start[e + 1] - s0));
+              for (int64_t s0 = start[e]; s0 < start[e + 1]; s0 += ts) {
+                const int nt = static_cast<int>(std::min<int64_t>(ts, start[e + 1] - s0));
                 for (int i = 0; i < nt; ++i) {
                   const int64_t tok = slots[s0 + i] / n_used;
                   xg[i] = xqg + static_cast<size_t>(tok) * rbg;
                   xu[i] = xqu + static_cast<size_t>(tok) * rbu;
                 }
-                fg(ew.gate.data + row * ew.gate.row_bytes, ew.gate.row_bytes, nr, xg, nt, D, og, TR);
-                fu(ew.up.data + row * ew.up.row_bytes, ew.up.row_bytes, nr, xu, nt, D, ou, TR);
+                tg(ew.gate.data + row * ew.gate.row_bytes, ew.gate.row_bytes, nr, xg, nt, D, og, TR);
+                tu(ew.up.data + row * ew.up.row_bytes, ew.up.row_bytes, nr, xu, nt, D, ou, TR);
                 for (int ti = 0; ti < nt; ++ti) {
                   const int64_t slot = slots[s0 + ti];
                   for (int i = 0; i < nr; ++i) {

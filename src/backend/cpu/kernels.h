@@ -41,6 +41,11 @@ struct Kernels {
   bool (*has_fused)(quant::QType type, int64_t n);
 };
 
+// Activation rows rounded to bf16 (bf16 = true) or f16 and widened back, bit-identical to
+// quant::act_round_trip (ActQuant::kQ8 for 16-bit weights); nullptr: use act_round_trip.
+using Round16Fn = void (*)(bool bf16, const float* x, float* y, int64_t n);
+Round16Fn round16_for_level(int level);  // level: SimdLevel value
+
 const Kernels& kernels_scalar();
 // nullptr when the build has no such level (non-x86).
 const Kernels* kernels_avx2();

@@ -29,6 +29,7 @@ namespace dsv4::backend::cpu {
 
 constexpr int kQTileRows = 4;
 constexpr int kQTileTokens = 4;
+constexpr int kQTileTokensWide = 16;  // QDotKernels::iq2_xxs_wide
 
 using quant::ActFormat;
 
@@ -51,6 +52,10 @@ struct QDotKernels {
   QDotTileFn q8_0 = nullptr, mxfp4 = nullptr, iq4_nl = nullptr;
   // weights × q8_K activations
   QDotTileFn q2_K = nullptr, q4_K = nullptr, iq2_xxs = nullptr;
+  // Optional (nullptr: none at this level): iq2_xxs with 1 ≤ nt ≤ kQTileTokensWide activation
+  // rows (nr as iq2_xxs; meant for nr = 1), each weight block decoded once for all of them.
+  // Same values, bit for bit, as iq2_xxs.
+  QDotTileFn iq2_xxs_wide = nullptr;
   // prepared activations (both nullptr: none at this level)
   PrepareActFn prepare = nullptr;
   PreparedBytesFn prepared_bytes = nullptr;

@@ -42,6 +42,7 @@
 #include <type_traits>
 
 #include "dsv4/core/dtypes.h"
+#include "dsv4/quant/act_quant.h"
 #include "dsv4/quant/blocks.h"
 #include "dsv4/quant/iq_tables.h"
 #include "simd_target.h"
@@ -273,4 +274,45 @@ namespace dsv4::backend::cpu {
 void fill_qdot32_pairs_avx512(QDotKernels&) {}
 }  // namespace dsv4::backend::cpu
 
+#endif
+
+// ---- bf16 / f16 rounding of activation rows (ActQuant::kQ8 for 16-bit weights) -------------------
+#if defined(__x86_64__)
+#include "kernels.h"
+namespace dsv4::backend::cpu {
+namespace {
+DSV4_TARGET_BEGIN("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
+// y = bf16(x) or f16(x) widened back, round to nearest even — bit-identical to
+// quant::act_round_trip (dtypes.h f32_to_bf16 / f32_to_fp16 for every input, NaN stays NaN).
+void round16_avx512(bool bf16, const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  if (bf16) {
+    const __m512i lsb = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
+    const __m512i hi = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    for (; i + 16 <= n; i += 16) {
+      const __m512i u = _mm512_loadu_si512(x + i);
+      const __m512i r = _mm512_and_si512(
+          _mm512_add_epi32(u, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(u, 16), lsb))), hi);
+      // NaN: keep the high half with the quiet bit (0x0040 << 16) set, as f32_to_bf16
+      const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), inf);
+      const __m512i q = _mm512_or_si512(_mm512_and_si512(u, hi), _mm512_set1_epi32(0x00400000));
+      _mm512_storeu_si512(y + i, _mm512_mask_mov_epi32(r, nan, q));
+    }
+  } else {
+    for (; i + 16 <= n; i += 16)
+      _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(x + i),
+                                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+  }
+  if (i < n) quant::act_round_trip(bf16 ? quant::ActFormat::kBF16 : quant::ActFormat::kF16, x + i, y + i, n - i);
+}
+DSV4_TARGET_END()
+}  // namespace
+Round16Fn round16_for_level(int level) { return level >= 2 ? round16_avx512 : nullptr; }
+}  // namespace dsv4::backend::cpu
+#else
+#include "kernels.h"
+namespace dsv4::backend::cpu {
+Round16Fn round16_for_level(int) { return nullptr; }
+}  // namespace dsv4::backend::cpu
 #endif

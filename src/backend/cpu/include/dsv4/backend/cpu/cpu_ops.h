@@ -125,6 +125,7 @@ class CpuOps final : public Ops {
   const cpu::Kernels* k_;
   const cpu::QDotKernels* qk_;
   const cpu::QDotKernels* qk_scalar_;  // quantizers where the level has none
+  void (*round16_)(bool bf16, const float* x, float* y, int64_t n);  // kernels.h Round16Fn
   std::unique_ptr<ThreadPool> pool_;
   int n_threads_ = 1;
   std::vector<std::vector<float>> scratch_;
