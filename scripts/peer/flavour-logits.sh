@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Forward-pass issue, acceptance "Flavours": for each real GGUF flavour's type mix, a small
 # synthetic file (dsv4-mkmodel) run through upstream llama.cpp (scripts/peer/build.sh first) and
-# through dsv4 on the same token ids; per-position logits NMSE, bound 1e-3 (upstream's CPU path
-# rounds activations to 8 bits for quantized matmuls). nsparks (F8_E4M3_B128) is fork-only:
-# upstream refuses it, so dsv4's cpu backend is compared with dsv4's scalar `ref` backend there.
-# Both sides without the §9.2/§9.3 simulation (upstream does not apply it).
+# through dsv4 on the same token ids; per-position logits NMSE, bound 1e-3. dsv4 runs with its
+# default --act-quant q8 (upstream's CPU activation rounding: q8_0 / q8_K / bf16 / f16 per weight
+# type, the routing weight after the down projection). Beside it, per mix: upstream against
+# itself (its token-by-token mode vs its batch mode on the same file), the spread an independent
+# summation order alone produces through near-tie router/indexer flips; and dsv4 --act-quant f32
+# vs upstream on the copy widened to F32 (both exact: isolates the rounding). nsparks
+# (F8_E4M3_B128) is fork-only: upstream refuses it, so dsv4's cpu backend is compared with its
+# scalar `ref` backend there, both --act-quant f32. Neither side applies the §9.2/§9.3 simulation.
 #
 # Usage: scripts/peer/flavour-logits.sh [BIN_DIR]   (default build/release/tools)
 # Env: MIXES (default "f32 upstream ds4-q2 ds4-q4 unsloth-ud nsparks"), N_EMBD (256), N_TOK (48).
@@ -32,13 +36,23 @@ for mix in $MIXES; do
   if build/peer/bin/dump_logits -m "$f" -t "$out/toks.txt" -o "$out/$mix.peer.npy" --mode batch \
        --threads 2 >"$out/$mix.peer.log" 2>&1; then
     other="upstream llama.cpp"
+    build/peer/bin/dump_logits -m "$f" -t "$out/toks.txt" -o "$out/$mix.peertok.npy" --mode token \
+      --threads 2 >"$out/$mix.peertok.log" 2>&1
+    $PY - "$out/$mix.peertok.npy" "$out/$mix.peer.npy" "$mix" "$types" "upstream token-by-token vs upstream batch (upstream's own spread)" <<'PYEOF' || true
+import sys, numpy as np
+a, b = np.load(sys.argv[1]).astype(np.float64), np.load(sys.argv[2]).astype(np.float64)
+n = ((a - b) ** 2).sum(1) / (b ** 2).sum(1)
+print(f"| {sys.argv[3]} | {sys.argv[4]} | {sys.argv[5]} | {n.max():.3e} | {np.median(n):.3e} | {(a.argmax(1) == b.argmax(1)).mean():.4f} | (reference) |")
+PYEOF
     if [ "$mix" != f32 ]; then
       # the same file with every tensor widened exactly to F32: upstream then runs float
-      # matmuls without its 8-bit activation rounding, which isolates that rounding
+      # matmuls without its activation rounding; ours with --act-quant f32 is the exact path too
       scripts/reference/.venv/bin/python scripts/peer/gguf_to_f32.py "$f" "$out/$mix.f32w.gguf" >/dev/null
       build/peer/bin/dump_logits -m "$out/$mix.f32w.gguf" -t "$out/toks.txt" -o "$out/$mix.f32w.npy" \
         --mode batch --threads 2 >"$out/$mix.f32w.log" 2>&1
-      $PY - "$out/$mix.ours.npy" "$out/$mix.f32w.npy" "$mix" "$types" "upstream on the F32-widened copy" <<'PYEOF' || true
+      "$BIN/dsv4-cli" -m "$f" --ids "$ids" -n 0 --all-logits --dump-logits "$out/$mix.ours-f32.npy" \
+        --no-official-numerics --act-quant f32 -t 2 >"$out/$mix.ours-f32.log" 2>&1
+      $PY - "$out/$mix.ours-f32.npy" "$out/$mix.f32w.npy" "$mix" "$types" "ours --act-quant f32 vs upstream on the F32-widened copy" <<'PYEOF' || true
 import sys, numpy as np
 a, b = np.load(sys.argv[1]).astype(np.float64), np.load(sys.argv[2]).astype(np.float64)
 n = ((a - b) ** 2).sum(1) / (b ** 2).sum(1)
@@ -47,8 +61,10 @@ PYEOF
     fi
   else
     other="dsv4 ref backend (upstream refuses the file)"
+    "$BIN/dsv4-cli" -m "$f" --ids "$ids" -n 0 --all-logits --dump-logits "$out/$mix.ours.npy" \
+      --no-official-numerics --act-quant f32 -t 2 >"$out/$mix.ours.log" 2>&1
     "$BIN/dsv4-cli" -m "$f" --ids "$ids" -n 0 --all-logits --dump-logits "$out/$mix.peer.npy" \
-      --no-official-numerics --backend ref >"$out/$mix.ref.log" 2>&1
+      --no-official-numerics --act-quant f32 --backend ref >"$out/$mix.ref.log" 2>&1
   fi
   if $PY - "$out/$mix.ours.npy" "$out/$mix.peer.npy" "$mix" "$types" "$other" <<'PYEOF'
 import sys, numpy as np

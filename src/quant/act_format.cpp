@@ -15,8 +15,18 @@ ActFormat act_format_of(QType weight_type) {
     case QType::kMXFP4:
     case QType::kIQ4_NL: return ActFormat::kQ8_0;
     case QType::kQ2_K:
+    case QType::kQ3_K:
     case QType::kQ4_K:
-    case QType::kIQ2_XXS: return ActFormat::kQ8_K;
+    case QType::kQ5_K:
+    case QType::kQ6_K:
+    case QType::kIQ2_XXS:
+    case QType::kIQ2_XS:
+    case QType::kIQ2_S:
+    case QType::kIQ3_XXS:
+    case QType::kIQ3_S:
+    case QType::kIQ1_S:
+    case QType::kIQ1_M:
+    case QType::kIQ4_XS: return ActFormat::kQ8_K;
     case QType::kBF16: return ActFormat::kBF16;
     case QType::kF16: return ActFormat::kF16;
     default: return ActFormat::kNone;

@@ -802,7 +802,9 @@ TEST(CpuOps, MoeVsRef) {
 TEST(CpuOps, MoeQ8VsRef) {
   for (QType t : {QType::kQ8_0, QType::kMXFP4, QType::kIQ4_NL}) check_moe(t, 64, 96, {1, 7, 64, 513}, ActQuant::kQ8);
   for (QType t : {QType::kQ2_K, QType::kQ4_K, QType::kIQ2_XXS}) check_moe(t, 256, 256, {1, 7, 64}, ActQuant::kQ8);
-  check_moe(QType::kF16, 72, 40, {1, 7}, ActQuant::kQ8);  // no integer path: float32 as before
+  // no integer kernel: x and h rounded through the vec_dot_type (f16; q8_K), float dots
+  check_moe(QType::kF16, 72, 40, {1, 7}, ActQuant::kQ8);
+  check_moe(QType::kQ6_K, 256, 256, {1, 7}, ActQuant::kQ8);
 }
 
 // Shared-expert form: one unstacked expert, n_used = 1, ids 0, weight 1.

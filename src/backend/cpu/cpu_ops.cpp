@@ -258,6 +258,25 @@ const uint8_t* CpuOps::quantize_act(quant::QType type, const float* x, int64_t l
   return pb > 0 ? pd : qd;
 }
 
+void CpuOps::round_act(quant::QType type, const float* x, int64_t ldx, int64_t n, int64_t k,
+                       std::vector<float>& dst, const int32_t* skip) {
+  const quant::ActFormat f = quant::act_format_of(type);
+  if (dst.size() < static_cast<size_t>(n * k)) dst.resize(static_cast<size_t>(n * k));
+  float* d = dst.data();
+  pool_->parallel_for(
+      n,
+      [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; ++t) {
+          if (skip != nullptr && skip[t] < 0) continue;
+          if (round16_ != nullptr && (f == quant::ActFormat::kBF16 || f == quant::ActFormat::kF16))
+            round16_(f == quant::ActFormat::kBF16, x + t * ldx, d + t * k, k);
+          else
+            quant::act_round_trip(f, x + t * ldx, d + t * k, k);
+        }
+      },
+      threads_for(n * k * 8));
+}
+
 void CpuOps::matmul_q8(const Weight& w, const float* x, int64_t ldx, int64_t n, float* y,
                        int64_t ldy) {
   const int64_t K = w.cols;
@@ -299,24 +318,11 @@ void CpuOps::matmul(const Weight& w, const float* x, int64_t ldx, int64_t n, flo
     matmul_q8(w, x, ldx, n, y, ldy);
     return;
   }
-  if (act_quant_ == ActQuant::kQ8 && (w.type == quant::QType::kBF16 || w.type == quant::QType::kF16)) {
-    // upstream's vec_dot_type for 16-bit weights: x rounded to bf16 / f16, then the float path
-    const int64_t K = w.cols;
-    if (rbuf_.size() < static_cast<size_t>(n * K)) rbuf_.resize(static_cast<size_t>(n * K));
-    const quant::ActFormat f = quant::act_format_of(w.type);
-    pool_->parallel_for(
-        n,
-        [&](int64_t b, int64_t e) {
-          for (int64_t t = b; t < e; ++t) {
-            if (round16_ != nullptr)
-              round16_(f == quant::ActFormat::kBF16, x + t * ldx, rbuf_.data() + t * K, K);
-            else
-              quant::act_round_trip(f, x + t * ldx, rbuf_.data() + t * K, K);
-          }
-        },
-        threads_for(n * K * 4));
+  if (act_quant_ == ActQuant::kQ8 && quant::act_format_of(w.type) != quant::ActFormat::kNone) {
+    // no integer kernel: x rounded through the type's vec_dot_type, then the float path
+    round_act(w.type, x, ldx, n, w.cols, rbuf_);
     x = rbuf_.data();
-    ldx = K;
+    ldx = w.cols;
   }
   const int64_t tiles = ceil_div(w.rows, kRowTile);
   pool_->parallel_for(
@@ -742,6 +748,23 @@ void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
         },
         threads_for(S * D * I));
   } else {
+  // ActQuant::kQ8 without integer kernels: x rounded per gate / up type (upstream's vec_dot_type),
+  // h rounded per down type before the down projection, the weight applied after it.
+  const float* xg_rows = x;
+  const float* xu_rows = x;
+  if (act_quant_ == ActQuant::kQ8) {
+    if (quant::act_format_of(ew.gate.type) != quant::ActFormat::kNone) {
+      round_act(ew.gate.type, x, D, n, D, rbuf_);
+      xg_rows = rbuf_.data();
+    }
+    if (ew.up.type == ew.gate.type) {
+      xu_rows = xg_rows;
+    } else if (quant::act_format_of(ew.up.type) != quant::ActFormat::kNone) {
+      round_act(ew.up.type, x, D, n, D, rbuf_b_);
+      xu_rows = rbuf_b_.data();
+    }
+  }
+  const bool weight_in_h = act_quant_ != ActQuant::kQ8;
   // Whether the fused kernels take these types / lengths.
   const bool fused_gu = k_->has_fused != nullptr && k_->has_fused(ew.gate.type, D) &&
                         k_->has_fused(ew.up.type, D);
@@ -762,13 +785,14 @@ void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
               const size_t row = static_cast<size_t>(e * I + r);
               for (int64_t si = start[e]; si < start[e + 1]; ++si) {
                 const int64_t slot = slots[si];
-                const float* xs = x + (slot / n_used) * D;
                 float g = 0, u = 0;
-                k_->dot_fused(ew.gate.type, ew.gate.data + row * ew.gate.row_bytes, xs, D, &g);
-                k_->dot_fused(ew.up.type, ew.up.data + row * ew.up.row_bytes, xs, D, &u);
+                k_->dot_fused(ew.gate.type, ew.gate.data + row * ew.gate.row_bytes,
+                              xg_rows + (slot / n_used) * D, D, &g);
+                k_->dot_fused(ew.up.type, ew.up.data + row * ew.up.row_bytes, xu_rows + (slot / n_used) * D,
+                              D, &u);
                 g = std::min(g, limit);
                 u = std::clamp(u, -limit, limit);
-                hbuf[slot * I + r] = weights[slot] * (g * sigmoidf(g)) * u;
+                hbuf[slot * I + r] = (weight_in_h ? weights[slot] : 1.0f) * (g * sigmoidf(g)) * u;
               }
             }
             continue;
@@ -782,15 +806,19 @@ void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
               DSV4_CHECK(k_->dequant(ew.up.type, ew.up.data + row * ew.up.row_bytes, s + (kRowTile + i) * D, D));
             }
             const float* xp[cpu::kTileTokens];
+            const float* xq[cpu::kTileTokens];
             float og[cpu::kTileTokens * kRowTile], ou[cpu::kTileTokens * kRowTile];
             for (int64_t s0 = start[e]; s0 < start[e + 1]; s0 += cpu::kTileTokens) {
               const int nt = static_cast<int>(std::min<int64_t>(cpu::kTileTokens, start[e + 1] - s0));
-              for (int i = 0; i < nt; ++i) xp[i] = x + (slots[s0 + i] / n_used) * D;
+              for (int i = 0; i < nt; ++i) {
+                xp[i] = xg_rows + (slots[s0 + i] / n_used) * D;
+                xq[i] = xu_rows + (slots[s0 + i] / n_used) * D;
+              }
               k_->dot_tile(s, D, nr, xp, nt, D, og, kRowTile);
-              k_->dot_tile(s + kRowTile * D, D, nr, xp, nt, D, ou, kRowTile);
+              k_->dot_tile(s + kRowTile * D, D, nr, xq, nt, D, ou, kRowTile);
               for (int ti = 0; ti < nt; ++ti) {
                 const int64_t slot = slots[s0 + ti];
-                const float w = weights[slot];
+                const float w = weight_in_h ? weights[slot] : 1.0f;
                 for (int i = 0; i < nr; ++i) {
                   const float g = std::min(og[ti * kRowTile + i], limit);
                   const float u = std::clamp(ou[ti * kRowTile + i], -limit, limit);
@@ -803,6 +831,17 @@ void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
       },
       threads_for(S * I * D * 2));
 
+  if (!weight_in_h && quant::act_format_of(ew.down.type) != quant::ActFormat::kNone) {
+    round_act(ew.down.type, hbuf, I, S, I, rbuf_, ids);
+    const float* hr = rbuf_.data();
+    pool_->parallel_for(
+        S,
+        [&](int64_t b, int64_t e) {
+          for (int64_t sl = b; sl < e; ++sl)
+            if (ids[sl] >= 0) std::memcpy(hbuf + sl * I, hr + sl * I, static_cast<size_t>(I) * sizeof(float));
+        },
+        threads_for(S * I));
+  }
   // down: obuf[slot] = down_e · h[slot], four rows at a time.
   pool_->parallel_for(
       static_cast<int64_t>(ibuf_c_.size() - n_up_tasks),
@@ -846,7 +885,7 @@ void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
 
   // y[t] += Σ_k obuf[t, k], in k order. The integer path applies the routing weight here, after
   // the down projection, as upstream does (its h is quantized without the weight).
-  const bool weight_after = q8;
+  const bool weight_after = act_quant_ == ActQuant::kQ8;
   pool_->parallel_for(
       n,
       [&](int64_t b, int64_t e) {

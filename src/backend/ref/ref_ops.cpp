@@ -55,10 +55,8 @@ ref::Mat to_mat(const Weight& w) {
 
 // The activation row a dot with a `type` weight multiplies (ops.h ActQuant): x itself, or with
 // kQ8 the dequantized value of its q8_0 / q8_K form.
-// `integer_only`: moe rounds only for the integer (q8_0 / q8_K) formats, not bf16 / f16 (ops.h).
-dvec act_input(ActQuant aq, quant::QType type, const float* x, int64_t n, bool integer_only = false) {
-  quant::ActFormat f = aq == ActQuant::kQ8 ? quant::act_format_of(type) : quant::ActFormat::kNone;
-  if (integer_only && f != quant::ActFormat::kQ8_0 && f != quant::ActFormat::kQ8_K) f = quant::ActFormat::kNone;
+dvec act_input(ActQuant aq, quant::QType type, const float* x, int64_t n) {
+  const quant::ActFormat f = aq == ActQuant::kQ8 ? quant::act_format_of(type) : quant::ActFormat::kNone;
   if (f == quant::ActFormat::kNone) return to_double(x, n);
   std::vector<float> r(static_cast<size_t>(n));
   quant::act_round_trip(f, x, r.data(), n);
@@ -199,17 +197,13 @@ void RefOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
                  const int32_t* ids, const float* weights, float limit, float* y) {
   const int64_t I = ew.n_ff, D = ew.n_embd;
   const double lim = limit;
-  // ActQuant::kQ8 applies to the experts only where all three have an integer format (as CpuOps)
-  const auto integer = [](quant::QType t) {
-    const quant::ActFormat f = quant::act_format_of(t);
-    return f == quant::ActFormat::kQ8_0 || f == quant::ActFormat::kQ8_K;
-  };
-  const bool q8 = act_quant_ == ActQuant::kQ8 && integer(ew.gate.type) && integer(ew.up.type) &&
-                  integer(ew.down.type);
-  const ActQuant aq = q8 ? ActQuant::kQ8 : ActQuant::kF32;
+  // ActQuant::kQ8: x rounded per gate / up format, h (without the routing weight) per down
+  // format, the weight applied after the down projection (as CpuOps and upstream)
+  const bool q8 = act_quant_ == ActQuant::kQ8;
+  const ActQuant aq = act_quant_;
   for (int64_t t = 0; t < n; ++t) {
-    const dvec xg = act_input(aq, ew.gate.type, x + t * D, D, true);
-    const dvec xu = act_input(aq, ew.up.type, x + t * D, D, true);
+    const dvec xg = act_input(aq, ew.gate.type, x + t * D, D);
+    const dvec xu = act_input(aq, ew.up.type, x + t * D, D);
     dvec acc = to_double(y + t * D, D);
     for (int64_t k = 0; k < n_used; ++k) {
       const int32_t e = ids[t * n_used + k];
@@ -224,7 +218,7 @@ void RefOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
       }
       if (q8) {  // the CPU backend quantizes its float32 h (without the routing weight)
         std::vector<float> hf(h.begin(), h.end());
-        h = act_input(aq, dn.type, hf.data(), I, true);
+        h = act_input(aq, dn.type, hf.data(), I);
       }
       for (int64_t r = 0; r < D; ++r) acc[static_cast<size_t>(r)] += w * dot(weight_row(dn, r), h.data());
     }

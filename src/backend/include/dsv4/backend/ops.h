@@ -93,13 +93,13 @@ inline int64_t n_expert_of(const ExpertWeights& ew) {
 // How matmul and moe treat the activations they multiply with a quantized weight.
 //   * kF32: float32 activations; the result is the dot of the dequantized weight row with x (the
 //     exact path the model tests against the reference fixtures use).
-//   * kQ8: upstream llama.cpp's CPU numerics: each activation row is first quantized to its
-//     weight type's `vec_dot_type` — q8_0 (32-element blocks) for q8_0, mxfp4 and iq4_nl weights,
-//     q8_K (256-element blocks) for q2_K, q4_K and iq2_xxs (dsv4/quant/act_quant.h) — and the
-//     dot product is taken with the dequantized value of that quantized row (integer dots in
-//     the CPU backend); in matmul, x is rounded to bf16 / f16 first for bf16 / f16 weights
-//     (upstream converts it so; moe keeps float32 for them). Other weight types (f32, the
-//     remaining quantized types) keep float32.
+//   * kQ8: upstream llama.cpp's CPU numerics: before a dot with a quantized weight, each
+//     activation row is rounded through that weight type's `vec_dot_type` (dsv4/quant/
+//     act_quant.h act_format_of): q8_0 blocks for q8_0 / mxfp4 / iq4_nl, q8_K blocks for the K
+//     and the other IQ types, bf16 / f16 for 16-bit weights; f32 weights keep float32. The CPU
+//     backend then takes integer dot products where it has kernels (q8_0, mxfp4, iq4_nl, q2_K,
+//     q4_K, iq2_xxs) and float ones over the rounded row otherwise. In moe, h is rounded without
+//     the routing weight and the weight multiplies the down projection's output, as upstream.
 //     Still finer than the official model's own §9.1 FP8 activation quantization (e4m3 values,
 //     one scale per 128), and a per-row operation, so the determinism rule above holds.
 enum class ActQuant { kF32 = 0, kQ8 = 1 };  // act_quant_name: "f32", "q8"

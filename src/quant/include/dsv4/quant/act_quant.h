@@ -16,9 +16,10 @@
 namespace dsv4::quant {
 
 // The activation format of a weight type's dot in upstream llama.cpp's CPU backend (its
-// type_traits_cpu[].vec_dot_type) for the types dsv4 follows it on: kQ8_0 for q8_0, mxfp4, iq4_nl;
-// kQ8_K for q2_K, q4_K, iq2_xxs; kBF16 / kF16 (x rounded to nearest even) for bf16 / f16 weights;
-// kNone for every other type (float32 activations).
+// type_traits_cpu[].vec_dot_type, ggml-cpu.c): kQ8_0 for q8_0, mxfp4, iq4_nl; kQ8_K for the K
+// types (q2_K … q6_K) and the IQ types except iq4_nl; kBF16 / kF16 (x rounded to nearest even)
+// for bf16 / f16 weights; kNone for f32 and for types upstream does not have (f8_e4m3_b128 of
+// the nsparks fork, q2_0).
 enum class ActFormat { kNone = 0, kQ8_0 = 1, kQ8_K = 2, kBF16 = 3, kF16 = 4 };
 ActFormat act_format_of(QType weight_type);
 

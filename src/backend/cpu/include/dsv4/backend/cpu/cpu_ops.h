@@ -117,6 +117,11 @@ class CpuOps final : public Ops {
                               std::vector<uint8_t>& qbuf, std::vector<uint8_t>& pbuf, size_t& stride,
                               const int32_t* skip = nullptr);
   void matmul_q8(const Weight& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy);
+  // kQ8 without an integer kernel: rows of x [n][k] rounded through `type`'s vec_dot_type
+  // (act_quant.h act_round_trip; SIMD for bf16 / f16) into dst [n][k]; rows with skip[t] < 0 are
+  // left alone.
+  void round_act(quant::QType type, const float* x, int64_t ldx, int64_t n, int64_t k,
+                 std::vector<float>& dst, const int32_t* skip = nullptr);
   // m[t][r] = (fn·X[t]) / sqrt(mean(X[t]²) + eps): the shared first step of hc_coeffs/hc_head.
   void hc_mix(const float* X, int64_t n, int64_t hc, int64_t D, const Weight& fn, float norm_eps,
               float* m);
@@ -134,7 +139,7 @@ class CpuOps final : public Ops {
   std::vector<int64_t> ibuf_a_, ibuf_b_, ibuf_c_;
   // quantized activations (kQ8), grown only
   std::vector<uint8_t> qbuf_a_, qbuf_b_, qbuf_c_, pbuf_a_, pbuf_b_, pbuf_c_;
-  std::vector<float> rbuf_;  // bf16/f16-rounded activations (kQ8)
+  std::vector<float> rbuf_, rbuf_b_;  // rounded activations (kQ8 without integer kernels)
 };
 
 // The CPU backend at the level DSV4_SIMD / the CPU allows.
