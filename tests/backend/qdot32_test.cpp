@@ -306,6 +306,26 @@ void check_type(const Case& c, int level, int64_t k, bool extreme, std::mt19937&
   }
 }
 
+// The avx512 level's SIMD prepare writes exactly the bytes of its scalar reference, both lane
+// orders (q8_0: natural; mxfp4 / iq4_nl: split), even and odd block counts.
+TEST(Qdot32, PreparedActivationsEqualScalarReference) {
+  const QDotKernels& kt = dsv4::backend::cpu::qdot_kernels(2);
+  const auto ref = dsv4::backend::cpu::qdot32_pairs_prepare_reference();
+  if (kt.prepare == nullptr || ref == nullptr) GTEST_SKIP() << "no prepared activations at this level/CPU";
+  std::mt19937 rng(7);
+  for (QType t : {QType::kQ8_0, QType::kMXFP4, QType::kIQ4_NL}) {
+    for (int64_t k : {32, 64, 32 * 7, 4096}) {
+      const std::vector<uint8_t> xq = ref_quantize(activation_row(rng, k, 1.0f));
+      const size_t pb = kt.prepared_bytes(t, k);
+      ASSERT_GT(pb, 0u);
+      std::vector<uint8_t> a(pb, 0xAB), b(pb, 0xCD);
+      kt.prepare(t, xq.data(), k, a.data());
+      ref(t, xq.data(), k, b.data());
+      EXPECT_EQ(a, b) << "k=" << k;
+    }
+  }
+}
+
 TEST(Qdot32, TilesAccurateAndDeterministic) {
   std::mt19937 rng(42);
   for (int level : levels()) {

@@ -566,9 +566,21 @@ void CpuOps::attention(const float* q, int64_t n, int64_t H, int64_t Dh, const f
             std::fill(oh, oh + Dh, 0.0f);
           }
           if (nk <= 0) continue;
-          for (int64_t k = 0; k < nk; ++k) {
-            const float* row = kv + static_cast<int64_t>(indices[k0 + k]) * Dh;
-            for (int64_t j = 0; j < nh; ++j) s[j * nk + k] = scale * k_->dot(q + (t * H + h0 + j) * Dh, row, Dh);
+          // scores: dot_tile over (up to 4 heads) × (up to kTileTokens rows); each value is
+          // bit-identical to dot(q_h, row) (kernels.h; a·b = b·a exactly)
+          {
+            const float* rp[cpu::kTileTokens];
+            float d[cpu::kTileTokens * kRowTile];
+            for (int64_t k = 0; k < nk; k += cpu::kTileTokens) {
+              const int nt = static_cast<int>(std::min<int64_t>(cpu::kTileTokens, nk - k));
+              for (int i = 0; i < nt; ++i) rp[i] = kv + static_cast<int64_t>(indices[k0 + k + i]) * Dh;
+              for (int64_t j0 = 0; j0 < nh; j0 += kRowTile) {
+                const int nr = static_cast<int>(std::min<int64_t>(kRowTile, nh - j0));
+                k_->dot_tile(q + (t * H + h0 + j0) * Dh, Dh, nr, rp, nt, Dh, d, kRowTile);
+                for (int i = 0; i < nt; ++i)
+                  for (int j = 0; j < nr; ++j) s[(j0 + j) * nk + k + i] = scale * d[i * kRowTile + j];
+              }
+            }
           }
           float inv[kHeadGroup];
           for (int64_t j = 0; j < nh; ++j) {

@@ -72,6 +72,8 @@ void fill_qdotK_avx512(QDotKernels& k);
 // AVX-512 VNNI block-pair kernels for q8_0 / mxfp4 / iq4_nl over prepared activations
 // (qdot32_pairs.cpp); replace fill_qdot32_avx512's entries when the CPU has VNNI.
 void fill_qdot32_pairs_avx512(QDotKernels& k);
+// The scalar form of that level's prepare (the reference its SIMD prepare is tested against).
+PrepareActFn qdot32_pairs_prepare_reference();
 
 // The table of a level (filled once; x86-only levels are empty tables elsewhere).
 const QDotKernels& qdot_kernels(int level);

@@ -167,6 +167,32 @@ struct PIq4nl {
   }
 };
 
+// prepare() in SIMD (bytes identical to it): per pair the two blocks' 64 values (split order: the
+// 128-bit lanes permuted), nc = −128 · (Σ of each int32 lane's 4 values, by vpdpbusd with ones),
+// the lane scales from the two fp16 d.
+void prepare_avx512(QType wtype, const void* xq, int64_t k, void* dst) {
+  const auto* xb = static_cast<const uint8_t*>(xq);
+  auto* out = static_cast<uint8_t*>(dst);
+  const int64_t nb = k / 32, np = (nb + 1) / 2;
+  const bool split = split_order(wtype);
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (int64_t p = 0; p < np; ++p, out += kPairBytes) {
+    const uint8_t* b0 = xb + static_cast<size_t>(2 * p) * kQ8;
+    const bool two = 2 * p + 1 < nb;
+    __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + 2)));
+    v = _mm512_inserti64x4(v, two ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + kQ8 + 2))
+                                  : _mm256_setzero_si256(), 1);
+    if (split) v = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
+    const __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, v);
+    const __m512i nc = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7));
+    const float d0 = _cvtsh_ss(rd16(b0)), d1 = two ? _cvtsh_ss(rd16(b0 + kQ8)) : 0.0f;
+    const __m512 sc = _mm512_mask_mov_ps(_mm512_set1_ps(d0), split ? 0xF0F0 : 0xFF00, _mm512_set1_ps(d1));
+    _mm512_storeu_si512(out, v);
+    _mm512_storeu_si512(out + 64, nc);
+    _mm512_storeu_ps(reinterpret_cast<float*>(out + 128), sc);
+  }
+}
+
 inline __m512i table_plus128(const int8_t* t) {
   return _mm512_broadcast_i32x4(
       _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)), _mm_set1_epi8(static_cast<char>(0x80))));
@@ -263,6 +289,8 @@ DSV4_TARGET_END()
 
 }  // namespace
 
+PrepareActFn qdot32_pairs_prepare_reference() { return prepare; }
+
 void fill_qdot32_pairs_avx512(QDotKernels& k) {
   if (!__builtin_cpu_supports("avx512vnni") || !__builtin_cpu_supports("avx512bw") ||
       !__builtin_cpu_supports("avx512vl"))
@@ -270,7 +298,7 @@ void fill_qdot32_pairs_avx512(QDotKernels& k) {
   k.q8_0 = tile<PQ8_0>;
   k.mxfp4 = tile<PMxfp4>;
   k.iq4_nl = tile<PIq4nl>;
-  k.prepare = prepare;
+  k.prepare = prepare_avx512;
   k.prepared_bytes = prepared_bytes;
 }
 
@@ -280,6 +308,7 @@ void fill_qdot32_pairs_avx512(QDotKernels& k) {
 
 namespace dsv4::backend::cpu {
 void fill_qdot32_pairs_avx512(QDotKernels&) {}
+PrepareActFn qdot32_pairs_prepare_reference() { return nullptr; }
 }  // namespace dsv4::backend::cpu
 
 #endif
