@@ -108,7 +108,7 @@ def main(out):
             if who == "ours" and "avg_gbs" in o:
                 d["gbs"][rnd] = o["avg_gbs"]
 
-    bw_best = max(bw["copy_gbs"], bw["triad_gbs"]) if bw else None
+    bw_best = max(bw["copy_gbs"], bw["triad_gbs"], bw.get("read_gbs", 0.0)) if bw else None
     print("| file | test | llama.cpp t/s | dsv4 t/s | ours/theirs | 95% interval (Fieller, rounds) | 95% (delta, all runs) | per-round ratios | dsv4 GB/s (of bw) |")
     print("|---|---|---:|---:|---:|---|---|---|---:|")
     for cell in sorted(cells):
@@ -141,8 +141,9 @@ def main(out):
     print()
     if bw:
         print(f"Bandwidth (dsv4-bench STREAM-style, {bw['threads']} threads, 3 x {bw['array_bytes'] / 2**20:.0f} MiB, "
-              f"best of {bw['best_of']}): copy {bw['copy_gbs']:.2f} GB/s, triad {bw['triad_gbs']:.2f} GB/s; "
-              f"'of bw' is against the larger.")
+              f"best of {bw['best_of']}): copy {bw['copy_gbs']:.2f} GB/s, triad {bw['triad_gbs']:.2f} GB/s"
+              + (f", read {bw['read_gbs']:.2f} GB/s" if "read_gbs" in bw else "")
+              + "; 'of bw' is against the largest.")
     print("t/s: mean ± sd over rounds of each round's mean over its repetitions. "
           "Ratio: mean(ours)/mean(theirs) over rounds; interval: Fieller, paired by round, t(rounds-1); "
           "second interval: delta method on the log ratio over all individual runs (unpaired, Welch df).")

@@ -874,6 +874,28 @@ TEST(CpuKernels, DotTileBitIdenticalToDot) {
   }
 }
 
+// axpy_rows equals one axpy per row, in row order, bit for bit (every level, tails of every size).
+TEST(CpuKernels, AxpyRowsBitIdenticalToAxpys) {
+  std::vector<const dsv4::backend::cpu::Kernels*> tables = {&dsv4::backend::cpu::kernels_scalar()};
+  if (dsv4::backend::simd_level_supported(SimdLevel::kAvx2)) tables.push_back(dsv4::backend::cpu::kernels_avx2());
+  if (dsv4::backend::simd_level_supported(SimdLevel::kAvx512)) tables.push_back(dsv4::backend::cpu::kernels_avx512());
+  for (const auto* k : tables) {
+    for (int64_t n : {1, 7, 8, 15, 16, 33, 64, 100, 512, 515}) {
+      for (int64_t nk : {1, 2, 5, 64}) {
+        std::vector<std::vector<float>> rows;
+        std::vector<const float*> rp;
+        for (int64_t i = 0; i < nk; ++i) rows.push_back(randn(static_cast<size_t>(n), 2000 + static_cast<uint64_t>(i * 7 + n)));
+        for (auto& r : rows) rp.push_back(r.data());
+        const std::vector<float> a = randn(static_cast<size_t>(nk), 2100 + static_cast<uint64_t>(n));
+        std::vector<float> want = randn(static_cast<size_t>(n), 2200), got = want;
+        for (int64_t i = 0; i < nk; ++i) k->axpy(a[static_cast<size_t>(i)], rp[static_cast<size_t>(i)], want.data(), n);
+        k->axpy_rows(a.data(), rp.data(), nk, got.data(), n);
+        ASSERT_TRUE(same_bits(got.data(), want.data(), n)) << "n=" << n << " nk=" << nk;
+      }
+    }
+  }
+}
+
 // The SIMD bf16 / f16 rounding of activation rows (ActQuant::kQ8, 16-bit weights) equals
 // quant::act_round_trip bit for bit, specials included (ties, subnormals, overflow, inf, NaN).
 TEST(CpuKernels, Round16BitIdenticalToReference) {

@@ -592,9 +592,18 @@ void CpuOps::attention(const float* q, int64_t n, int64_t H, int64_t Dh, const f
             for (int64_t k = 0; k < nk; ++k) den += (sj[k] = std::exp(sj[k] - mx));
             inv[j] = static_cast<float>(1.0 / den);
           }
-          for (int64_t k = 0; k < nk; ++k) {
-            const float* row = kv + static_cast<int64_t>(indices[k0 + k]) * Dh;
-            for (int64_t j = 0; j < nh; ++j) k_->axpy(s[j * nk + k] * inv[j], row, out + (t * H + h0 + j) * Dh, Dh);
+          // outputs: per head the rows' axpys in row order (axpy_rows keeps o_h in registers;
+          // bit-identical to one axpy per row), the rows in chunks so their pointers stay small
+          constexpr int64_t kRowChunk = 64;
+          const float* rp[kRowChunk];
+          float pw[kRowChunk];
+          for (int64_t c0 = 0; c0 < nk; c0 += kRowChunk) {
+            const int64_t nc = std::min(kRowChunk, nk - c0);
+            for (int64_t i = 0; i < nc; ++i) rp[i] = kv + static_cast<int64_t>(indices[k0 + c0 + i]) * Dh;
+            for (int64_t j = 0; j < nh; ++j) {
+              for (int64_t i = 0; i < nc; ++i) pw[i] = s[j * nk + c0 + i] * inv[j];
+              k_->axpy_rows(pw, rp, nc, out + (t * H + h0 + j) * Dh, Dh);
+            }
           }
         }
       },

@@ -39,6 +39,10 @@ struct Kernels {
   bool (*dot_fused)(quant::QType type, const uint8_t* row, const float* x, int64_t n, float* out);
   // Whether dot_fused takes `type` for rows of n elements (nullptr: never).
   bool (*has_fused)(quant::QType type, int64_t n);
+  // y[c] += a[k]·x[k][c] for k = 0 .. nk−1 in that order, each step rounded as axpy does (no
+  // FMA): bit-identical to nk axpy calls, but y stays in registers across the rows (attention
+  // outputs: one head's weighted sum of its rows).
+  void (*axpy_rows)(const float* a, const float* const* x, int64_t nk, float* y, int64_t n);
 };
 
 // Activation rows rounded to bf16 (bf16 = true) or f16 and widened back, bit-identical to

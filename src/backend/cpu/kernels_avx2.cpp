@@ -355,6 +355,35 @@ void axpy_avx2(float a, const float* x, float* y, int64_t n) {
   for (; c < n; ++c) y[c] += a * x[c];
 }
 
+void axpy_rows_avx2(const float* a, const float* const* x, int64_t nk, float* y, int64_t n) {
+  int64_t c = 0;
+  for (; c + 32 <= n; c += 32) {
+    __m256 y0 = _mm256_loadu_ps(y + c), y1 = _mm256_loadu_ps(y + c + 8);
+    __m256 y2 = _mm256_loadu_ps(y + c + 16), y3 = _mm256_loadu_ps(y + c + 24);
+    for (int64_t k = 0; k < nk; ++k) {
+      const __m256 av = _mm256_set1_ps(a[k]);
+      const float* xk = x[k] + c;
+      y0 = _mm256_add_ps(y0, _mm256_mul_ps(av, _mm256_loadu_ps(xk)));
+      y1 = _mm256_add_ps(y1, _mm256_mul_ps(av, _mm256_loadu_ps(xk + 8)));
+      y2 = _mm256_add_ps(y2, _mm256_mul_ps(av, _mm256_loadu_ps(xk + 16)));
+      y3 = _mm256_add_ps(y3, _mm256_mul_ps(av, _mm256_loadu_ps(xk + 24)));
+    }
+    _mm256_storeu_ps(y + c, y0);
+    _mm256_storeu_ps(y + c + 8, y1);
+    _mm256_storeu_ps(y + c + 16, y2);
+    _mm256_storeu_ps(y + c + 24, y3);
+  }
+  for (; c + 8 <= n; c += 8) {
+    __m256 y0 = _mm256_loadu_ps(y + c);
+    for (int64_t k = 0; k < nk; ++k) y0 = _mm256_add_ps(y0, _mm256_mul_ps(_mm256_set1_ps(a[k]), _mm256_loadu_ps(x[k] + c)));
+    _mm256_storeu_ps(y + c, y0);
+  }
+  for (; c < n; ++c) {
+    float acc = y[c];
+    for (int64_t k = 0; k < nk; ++k) acc += a[k] * x[k][c];
+    y[c] = acc;
+  }
+}
 
 // ---- fused dequantize-and-dot (decode): see fused_dot.inc. Lane layout of dot_rows_t:
 // element c → accumulator (c / 8) mod 4, increasing c per accumulator.
@@ -383,7 +412,7 @@ bool has_fused_avx2(QType type, int64_t n) { return n % 32 == 0 && fused_for(typ
 DSV4_TARGET_END()
 
 const Kernels kAvx2Kernels = {dequant_avx2, dot_avx2, dot_rows_avx2, dot_tile_avx2, axpy_avx2, dot_fused_avx2,
-                              has_fused_avx2};
+                              has_fused_avx2, axpy_rows_avx2};
 
 }  // namespace
 

@@ -185,6 +185,36 @@ void axpy_avx512(float a, const float* x, float* y, int64_t n) {
   for (; c < n; ++c) y[c] += a * x[c];
 }
 
+void axpy_rows_avx512(const float* a, const float* const* x, int64_t nk, float* y, int64_t n) {
+  int64_t c = 0;
+  for (; c + 64 <= n; c += 64) {
+    __m512 y0 = _mm512_loadu_ps(y + c), y1 = _mm512_loadu_ps(y + c + 16);
+    __m512 y2 = _mm512_loadu_ps(y + c + 32), y3 = _mm512_loadu_ps(y + c + 48);
+    for (int64_t k = 0; k < nk; ++k) {
+      const __m512 av = _mm512_set1_ps(a[k]);
+      const float* xk = x[k] + c;
+      y0 = _mm512_add_ps(y0, _mm512_mul_ps(av, _mm512_loadu_ps(xk)));
+      y1 = _mm512_add_ps(y1, _mm512_mul_ps(av, _mm512_loadu_ps(xk + 16)));
+      y2 = _mm512_add_ps(y2, _mm512_mul_ps(av, _mm512_loadu_ps(xk + 32)));
+      y3 = _mm512_add_ps(y3, _mm512_mul_ps(av, _mm512_loadu_ps(xk + 48)));
+    }
+    _mm512_storeu_ps(y + c, y0);
+    _mm512_storeu_ps(y + c + 16, y1);
+    _mm512_storeu_ps(y + c + 32, y2);
+    _mm512_storeu_ps(y + c + 48, y3);
+  }
+  for (; c + 16 <= n; c += 16) {
+    __m512 y0 = _mm512_loadu_ps(y + c);
+    for (int64_t k = 0; k < nk; ++k) y0 = _mm512_add_ps(y0, _mm512_mul_ps(_mm512_set1_ps(a[k]), _mm512_loadu_ps(x[k] + c)));
+    _mm512_storeu_ps(y + c, y0);
+  }
+  for (; c < n; ++c) {
+    float acc = y[c];
+    for (int64_t k = 0; k < nk; ++k) acc += a[k] * x[k][c];
+    y[c] = acc;
+  }
+}
+
 // Fused dequantize-and-dot (fused_dot.inc) in this level's lane layout: element c → accumulator
 // (c / 16) mod 4; the 8-float halves of each 16 are paired before the FMA.
 struct Acc {
@@ -272,7 +302,7 @@ DSV4_TARGET_END()
 
 const Kernels* kernels_avx512() {
   static const Kernels k = {kernels_avx2()->dequant, dot_avx512, dot_rows_avx512, dot_tile_avx512, axpy_avx512,
-                            dot_fused_avx512, has_fused_avx512};
+                            dot_fused_avx512, has_fused_avx512, axpy_rows_avx512};
   return &k;
 }
 

@@ -38,7 +38,16 @@ void axpy_scalar(float a, const float* x, float* y, int64_t n) {
   for (int64_t c = 0; c < n; ++c) y[c] += a * x[c];
 }
 
-const Kernels kScalarKernels = {dequant_scalar, dot_scalar, dot_rows_scalar, dot_tile_scalar, axpy_scalar, nullptr, nullptr};
+void axpy_rows_scalar(const float* a, const float* const* x, int64_t nk, float* y, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) {
+    float acc = y[c];
+    for (int64_t k = 0; k < nk; ++k) acc += a[k] * x[k][c];
+    y[c] = acc;
+  }
+}
+
+const Kernels kScalarKernels = {dequant_scalar, dot_scalar, dot_rows_scalar, dot_tile_scalar, axpy_scalar, nullptr, nullptr,
+                                axpy_rows_scalar};
 
 }  // namespace
 
