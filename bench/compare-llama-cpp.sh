@@ -39,15 +39,13 @@
 #     pp512, tg128 at d0 and d4096, each engine building d4096 once) ≈ 2.6 min for `upstream`
 #     (llama.cpp tg ≈ 15-25 t/s on its BF16 head) and ≈ 0.8 min for `ds4-q2`.
 #     Default ROUNDS=5 REPS=2: ≈ 5 × (2.0 + 0.6) ≈ 13 min for both mixes.
-#   flash-2l, ESTIMATED (not run yet: ≈ 9 GB per file, RAM 23 GB holds one at a time):
-#     make ≈ 1-2 min (disk); page-in ≈ 0.5 min per engine process; pp ≈ 20-40 t/s → pp512
-#     ≈ 15-25 s/run; tg ≈ 2-3 t/s (≈ 1 GB read per token at ≈ 15 GB/s, less achieved) → tg128
-#     ≈ 60 s/run; d4096 build ≈ 2-3 min per engine process. One round at DEPTHS=0,4096 with
-#     REPS=2 ≈ 2 engines × (3 min depth + 2 × 3 × (20 + 60) s) ≈ 2 × 11 min: too long.
-#     Budget: FILES=flash-2l ROUNDS=2 REPS=1 TG=32 → per round ≈ 2 × (3 + 2 × 2 × (20 + 15) s)
-#     ≈ 2 × 5.5 min = 11 min → ≈ 22 min per mix, ≈ 45 min for both mixes.
-#   One hour: run the two files separately: small (defaults, ≈ 13 min) and
-#     FILES=flash-2l ROUNDS=2 REPS=1 TG=32 (≈ 45 min, estimate), ≈ 60 min in all.
+#   flash-2l, MEASURED 2026-11-30 (session 3, ROUNDS=5 REPS=1 TG=32, DEPTHS=0,4096, KEEP=1):
+#     make ≈ 1.1-1.6 min per file (once, kept); guard ≈ 1 min; one round ≈ 2.3 min for
+#     `upstream` (llama-bench ≈ 1.3 min incl. its d4096 build, dsv4-bench ≈ 1.0 min) and ≈ 1.8 min
+#     for `ds4-q2` → 5 rounds: ≈ 12 min + ≈ 10 min = ≈ 22 min for both mixes (10:29-10:51 UTC).
+#   small with session 3's engine, MEASURED: ROUNDS=5 REPS=2 ≈ 4 min for both mixes.
+#   One hour: run the two files separately: small (defaults, ≈ 4 min) and
+#     FILES=flash-2l ROUNDS=5 REPS=1 TG=32 KEEP=1 (≈ 22 min + ≈ 3 min making the files): ≈ 30 min.
 #   Run flash-2l only on an otherwise idle machine; with others compiling, numbers are noisy.
 set -euo pipefail
 
