@@ -39,6 +39,9 @@ using namespace dsv4::test;
 
 constexpr double kMaxNmse = 1e-6;
 
+// Names the first diverging named intermediate of cfg on backend as a test failure (below).
+void report_first_diverging(const std::string& cfg, const std::string& backend);
+
 std::unique_ptr<Model> load_model(const std::string& cfg) {
   auto m = Model::load(fx(cfg, "model.gguf"));
   if (!m) {
@@ -121,6 +124,7 @@ TEST_P(Simoff, PrefillMain) {
               "%lld selection mismatches\n", cfg.c_str(), backend.c_str(), worst,
               static_cast<long long>(bad), kMaxNmse, static_cast<long long>(sel_bad));
   EXPECT_EQ(bad, 0);
+  if (bad != 0) report_first_diverging(cfg, backend);
   EXPECT_EQ(sel_bad, 0);
 }
 
@@ -155,6 +159,7 @@ TEST_P(Simoff, PrefillThenDecode) {
     std::printf("[forward] %s %s decode_%s simoff: max NMSE %.3e over %lld positions\n", cfg.c_str(),
                 backend.c_str(), seq, worst, static_cast<long long>(n));
     EXPECT_EQ(bad, 0) << seq;
+    if (bad != 0) report_first_diverging(cfg, backend);
   }
 }
 
@@ -332,6 +337,7 @@ TEST_P(Simon, PrefillMainTraced) {
   EXPECT_EQ(not_near_tie, 0);
   EXPECT_EQ(untraced, 0);
   EXPECT_LE(bad, static_cast<int64_t>(toks.size()) / 100) << "more than 1% of positions over the bound";
+  if (bad > static_cast<int64_t>(toks.size()) / 100) report_first_diverging(cfg, backend);
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, Simon,
@@ -339,48 +345,114 @@ INSTANTIATE_TEST_SUITE_P(Configs, Simon,
                                            Param{"tiny-quant", "cpu"}),
                          param_name);
 
-// Named intermediates at position 299 (sim on) against <cfg>/intermediates; the first diverging
-// one is named.
-TEST(ForwardIntermediates, TinyCpu) {
-  const std::string cfg = "tiny";
+// ---- first diverging named intermediate ---------------------------------------------------------
+//
+// The fixtures record the reference's named intermediates (norms, HC mixes, q/kv, compressor and
+// indexer rows, router scores/experts, layer outputs, …) at position kIntermediatesAt of
+// tokens/main with the official numerics. capture_intermediates runs our forward pass over the
+// first kIntermediatesAt + 1 tokens and keeps what the observer emits at that position, in the
+// order the forward pass computes it; first_diverging compares them with the recorded ones and
+// names the first beyond the bound (router expert ids: exact). Every model test calls
+// report_first_diverging when it fails, so a failure says where the computation left the
+// reference, not only that the logits did.
+constexpr int64_t kIntermediatesAt = 299;
+using Trace = std::vector<std::pair<std::string, std::vector<float>>>;
+
+Trace capture_intermediates(const std::string& cfg, const std::string& backend) {
+  Trace got;
   auto m = load_model(cfg);
-  ASSERT_TRUE(m);
-  auto ops = make_ops("cpu");
+  if (!m) return got;
+  auto ops = make_ops(backend);
   Forward f(*m, *ops);
   SequenceState st(*m, StateOptions{4096, true});
   const auto toks = tokens_of(load_npy(fx(cfg, "tokens/main.npy")));
-  const int64_t at = 299;
-  std::vector<std::pair<std::string, std::vector<float>>> got;
   f.set_observer([&](const std::string& name, int layer, int64_t pos, std::span<const float> v) {
-    if (pos != at) return;
+    if (pos != kIntermediatesAt) return;
     got.emplace_back(layer < 0 ? name : "L" + std::to_string(layer) + "." + name,
                      std::vector<float>(v.begin(), v.end()));
   });
-  (void)prefill_all(f, st, std::vector<int32_t>(toks.begin(), toks.begin() + at + 1));
+  (void)prefill_all(f, st, std::vector<int32_t>(toks.begin(), toks.begin() + kIntermediatesAt + 1));
+  return got;
+}
+
+struct Divergence {
   int checked = 0;
-  std::string first_bad;
+  std::string first;  // empty: none
+  double nmse = 0;
+  std::vector<std::string> all;  // every name beyond the bound, in order
+};
+
+Divergence first_diverging(const std::string& cfg, const Trace& got) {
+  Divergence d;
   for (const auto& [name, v] : got) {
     const std::string path = fx(cfg, "intermediates/" + name + ".npy");
     if (!std::filesystem::exists(path)) continue;
     const NpyArray r = load_npy(path);
-    ASSERT_EQ(r.size(), static_cast<int64_t>(v.size())) << name;
+    if (r.size() != static_cast<int64_t>(v.size())) {
+      d.all.push_back(name + " (size " + std::to_string(v.size()) + " vs " + std::to_string(r.size()) + ")");
+      if (d.first.empty()) d.first = name;
+      continue;
+    }
     double num = 0, den = 0;
     for (int64_t i = 0; i < r.size(); ++i) {
-      const double d = static_cast<double>(v[static_cast<size_t>(i)]) - r.as_f64(i);
-      num += d * d;
+      const double e = static_cast<double>(v[static_cast<size_t>(i)]) - r.as_f64(i);
+      num += e * e;
       den += r.as_f64(i) * r.as_f64(i);
     }
     const bool ids = name.find("router_experts") != std::string::npos;
-    const double e = ids ? num : num / den;
-    ++checked;
+    const double e = ids ? num : (den > 0 ? num / den : num);
+    ++d.checked;
     if (!(e <= (ids ? 0.0 : kMaxNmse))) {
-      if (first_bad.empty()) first_bad = name;
-      ADD_FAILURE() << name << ": NMSE " << e;
+      d.all.push_back(name + " (NMSE " + std::to_string(e) + ")");
+      if (d.first.empty()) {
+        d.first = name;
+        d.nmse = e;
+      }
     }
   }
-  std::printf("[forward] %s intermediates at %lld: %d checked, first diverging: %s\n", cfg.c_str(),
-              static_cast<long long>(at), checked, first_bad.empty() ? "none" : first_bad.c_str());
-  EXPECT_GE(checked, 40);
+  return d;
+}
+
+// Called by a failing model test: names the first diverging intermediate of cfg on backend.
+void report_first_diverging(const std::string& cfg, const std::string& backend) {
+  if (!std::filesystem::exists(fx(cfg, "intermediates"))) {
+    ADD_FAILURE() << cfg << ": no recorded intermediates to locate the divergence";
+    return;
+  }
+  const Divergence d = first_diverging(cfg, capture_intermediates(cfg, backend));
+  ADD_FAILURE() << cfg << " " << backend << ": first diverging named intermediate at position "
+                << kIntermediatesAt << " (official numerics): "
+                << (d.first.empty() ? std::string("none (the divergence is elsewhere)") : d.first + " NMSE " + std::to_string(d.nmse))
+                << " (" << d.checked << " compared)";
+}
+
+// Named intermediates at position 299 (sim on) against <cfg>/intermediates; the first diverging
+// one is named.
+TEST(ForwardIntermediates, TinyCpu) {
+  const Trace got = capture_intermediates("tiny", "cpu");
+  const Divergence d = first_diverging("tiny", got);
+  for (const std::string& n : d.all) ADD_FAILURE() << n;
+  std::printf("[forward] tiny intermediates at %lld: %d checked, first diverging: %s\n",
+              static_cast<long long>(kIntermediatesAt), d.checked, d.first.empty() ? "none" : d.first.c_str());
+  EXPECT_GE(d.checked, 40);
+}
+
+// The reporter finds a planted divergence: perturbing one recorded-named intermediate of a clean
+// trace (and everything after it, as a real bug would) makes exactly that one the first named.
+TEST(ForwardIntermediates, ReporterNamesAPlantedDivergence) {
+  Trace got = capture_intermediates("tiny", "cpu");
+  ASSERT_TRUE(first_diverging("tiny", got).first.empty());
+  std::vector<size_t> recorded;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (std::filesystem::exists(fx("tiny", "intermediates/" + got[i].first + ".npy")) &&
+        got[i].first.find("router_experts") == std::string::npos)
+      recorded.push_back(i);
+  ASSERT_GE(recorded.size(), 10u);
+  const size_t k = recorded[recorded.size() / 2];
+  for (size_t i = k; i < got.size(); ++i)
+    for (float& x : got[i].second) x *= 1.01f;  // NMSE 1e-4: over the 1e-6 bound
+  const Divergence d = first_diverging("tiny", got);
+  EXPECT_EQ(d.first, got[k].first);
 }
 
 // ---- consistency (cpu backend): bit-identical across chunking, batching, threads ------------
@@ -630,6 +702,7 @@ void check_long(const std::string& mode, size_t chunk) {
     EXPECT_LE(r.argmax_bad, std::max<int64_t>(2, r.margin_checked / 50));
     EXPECT_LE(r.worst, 2e-2);
   }
+  if (::testing::Test::HasFailure()) report_first_diverging("tiny", "cpu");
 }
 
 TEST(ForwardLong, SimoffOnePrefill) { check_long("simoff", 8192); }
