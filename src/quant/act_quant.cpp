@@ -1,8 +1,9 @@
 // dsv4 quant: the q8_K activation quantizer (act_quant.h), the scalar reference every SIMD level
 // of src/backend/cpu/qdotK*.cpp reproduces byte for byte.
 //
-// A transcription of upstream ggml's quantize_row_q8_K_ref / dequantize_row_q8_K
-// (ggml/src/ggml-quants.c), including its integer rounding: nearest_int(f) adds 1.5·2^23 in
+// The algorithm of upstream ggml's quantize_row_q8_K_ref / dequantize_row_q8_K
+// (ggml/src/ggml-quants.c; its behaviour is the format's definition, so every step that decides a
+// byte is the same), including its integer rounding: nearest_int(f) adds 1.5·2^23 in
 // float32 and reads the low 23 mantissa bits, which is round-half-to-even for |f| < 2^22. Every
 // finite input gives upstream's bytes, also a block whose largest |x| is so small that
 // iscale = −127/max overflows to −inf (nearest_int(±inf) = −2^22 and nearest_int(NaN) = 0, both
