@@ -96,11 +96,6 @@ void prepare(QType wtype, const void* xq, int64_t k, void* dst) {
 
 inline uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
 
-// E8M0 → 2^(e−128) as float bits (quant::e8m0_to_f32_half).
-inline uint32_t e8m0_half_bits(uint8_t e) {
-  return e < 2 ? (0x00200000u << e) : (static_cast<uint32_t>(e - 1) << 23);
-}
-
 DSV4_TARGET_BEGIN("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
 
 // ---- weight pairs: 64 values + 128 as u8 in the pair's lane order, and the 16 lane scales ------
@@ -141,10 +136,7 @@ inline __m512 split_scales(__m128 f) {
 struct E8m0Half {
   alignas(64) float v[256];
   E8m0Half() {
-    for (int e = 0; e < 256; ++e) {
-      const uint32_t bits = e8m0_half_bits(static_cast<uint8_t>(e));
-      std::memcpy(&v[e], &bits, 4);
-    }
+    for (int e = 0; e < 256; ++e) v[e] = quant::e8m0_to_f32_half(static_cast<uint8_t>(e));
   }
 };
 const E8m0Half kE8m0Half;
