@@ -258,11 +258,16 @@ const uint8_t* CpuOps::quantize_act(quant::QType type, const float* x, int64_t l
   return pb > 0 ? pd : qd;
 }
 
-void CpuOps::round_act(quant::QType type, const float* x, int64_t ldx, int64_t n, int64_t k,
-                       std::vector<float>& dst, const int32_t* skip) {
+const float* CpuOps::round_act(quant::QType type, const float* x, int64_t ldx, int64_t n, int64_t k,
+                               std::vector<float>& buf) {
+  if (buf.size() < static_cast<size_t>(n * k)) buf.resize(static_cast<size_t>(n * k));
+  round_act(type, x, ldx, n, k, buf.data());
+  return buf.data();
+}
+
+void CpuOps::round_act(quant::QType type, const float* x, int64_t ldx, int64_t n, int64_t k, float* d,
+                       const int32_t* skip) {
   const quant::ActFormat f = quant::act_format_of(type);
-  if (dst.size() < static_cast<size_t>(n * k)) dst.resize(static_cast<size_t>(n * k));
-  float* d = dst.data();
   pool_->parallel_for(
       n,
       [&](int64_t b, int64_t e) {
@@ -320,8 +325,7 @@ void CpuOps::matmul(const Weight& w, const float* x, int64_t ldx, int64_t n, flo
   }
   if (act_quant_ == ActQuant::kQ8 && quant::act_format_of(w.type) != quant::ActFormat::kNone) {
     // no integer kernel: x rounded through the type's vec_dot_type, then the float path
-    round_act(w.type, x, ldx, n, w.cols, rbuf_);
-    x = rbuf_.data();
+    x = round_act(w.type, x, ldx, n, w.cols, rbuf_);
     ldx = w.cols;
   }
   const int64_t tiles = ceil_div(w.rows, kRowTile);
@@ -774,16 +778,12 @@ void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
   const float* xg_rows = x;
   const float* xu_rows = x;
   if (act_quant_ == ActQuant::kQ8) {
-    if (quant::act_format_of(ew.gate.type) != quant::ActFormat::kNone) {
-      round_act(ew.gate.type, x, D, n, D, rbuf_);
-      xg_rows = rbuf_.data();
-    }
-    if (ew.up.type == ew.gate.type) {
+    if (quant::act_format_of(ew.gate.type) != quant::ActFormat::kNone)
+      xg_rows = round_act(ew.gate.type, x, D, n, D, rbuf_);
+    if (ew.up.type == ew.gate.type)
       xu_rows = xg_rows;
-    } else if (quant::act_format_of(ew.up.type) != quant::ActFormat::kNone) {
-      round_act(ew.up.type, x, D, n, D, rbuf_b_);
-      xu_rows = rbuf_b_.data();
-    }
+    else if (quant::act_format_of(ew.up.type) != quant::ActFormat::kNone)
+      xu_rows = round_act(ew.up.type, x, D, n, D, rbuf_b_);
   }
   const bool weight_in_h = act_quant_ != ActQuant::kQ8;
   // Whether the fused kernels take these types / lengths.
@@ -852,17 +852,8 @@ void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
       },
       threads_for(S * I * D * 2));
 
-  if (!weight_in_h && quant::act_format_of(ew.down.type) != quant::ActFormat::kNone) {
-    round_act(ew.down.type, hbuf, I, S, I, rbuf_, ids);
-    const float* hr = rbuf_.data();
-    pool_->parallel_for(
-        S,
-        [&](int64_t b, int64_t e) {
-          for (int64_t sl = b; sl < e; ++sl)
-            if (ids[sl] >= 0) std::memcpy(hbuf + sl * I, hr + sl * I, static_cast<size_t>(I) * sizeof(float));
-        },
-        threads_for(S * I));
-  }
+  if (!weight_in_h && quant::act_format_of(ew.down.type) != quant::ActFormat::kNone)
+    round_act(ew.down.type, hbuf, I, S, I, hbuf, ids);  // in place, valid slots only
   // down: obuf[slot] = down_e · h[slot], four rows at a time.
   pool_->parallel_for(
       static_cast<int64_t>(ibuf_c_.size() - n_up_tasks),

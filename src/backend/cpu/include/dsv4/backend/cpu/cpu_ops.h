@@ -118,10 +118,13 @@ class CpuOps final : public Ops {
                               const int32_t* skip = nullptr);
   void matmul_q8(const Weight& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy);
   // kQ8 without an integer kernel: rows of x [n][k] rounded through `type`'s vec_dot_type
-  // (act_quant.h act_round_trip; SIMD for bf16 / f16) into dst [n][k]; rows with skip[t] < 0 are
-  // left alone.
-  void round_act(quant::QType type, const float* x, int64_t ldx, int64_t n, int64_t k,
-                 std::vector<float>& dst, const int32_t* skip = nullptr);
+  // (act_quant.h act_round_trip; SIMD for bf16 / f16) into dst [n][k] (row t at dst + t·k; dst
+  // may be x itself when ldx == k); rows with skip[t] < 0 are left alone.
+  void round_act(quant::QType type, const float* x, int64_t ldx, int64_t n, int64_t k, float* dst,
+                 const int32_t* skip = nullptr);
+  // The same into buf (grown to n·k floats); returns buf's data.
+  const float* round_act(quant::QType type, const float* x, int64_t ldx, int64_t n, int64_t k,
+                         std::vector<float>& buf);
   // m[t][r] = (fn·X[t]) / sqrt(mean(X[t]²) + eps): the shared first step of hc_coeffs/hc_head.
   void hc_mix(const float* X, int64_t n, int64_t hc, int64_t D, const Weight& fn, float norm_eps,
               float* m);
