@@ -30,6 +30,7 @@
 #include "dsv4/core/thread_pool.h"
 #include "dsv4/quant/act_quant.h"
 #include "dsv4/quant/quant.h"
+#include "simd_levels.h"
 // Internal kernel table (tested directly: dot_tile must equal dot bit for bit).
 #include "../../src/backend/cpu/kernels.h"
 
@@ -48,20 +49,7 @@ const int64_t kNs[] = {1, 7, 64, 513};
 
 // ---- helpers -------------------------------------------------------------------------------------
 
-std::vector<SimdLevel> levels() {
-  static const std::vector<SimdLevel> lv = [] {
-    std::vector<SimdLevel> v;
-    std::string names;
-    for (SimdLevel l : {SimdLevel::kScalar, SimdLevel::kAvx2, SimdLevel::kAvx512})
-      if (dsv4::backend::simd_level_supported(l)) {
-        v.push_back(l);
-        names += std::string(" ") + dsv4::backend::simd_level_name(l);
-      }
-    std::printf("[ops] SIMD levels run:%s\n", names.c_str());
-    return v;
-  }();
-  return lv;
-}
+const std::vector<SimdLevel>& levels() { return dsv4::test::simd_levels("ops"); }
 
 constexpr uint32_t kSentinelBits = 0x7FBADBADu;  // a NaN no op produces
 constexpr size_t kGuard = 16;

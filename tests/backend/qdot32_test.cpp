@@ -32,6 +32,7 @@
 #include "dsv4/core/dtypes.h"
 #include "dsv4/quant/blocks.h"
 #include "dsv4/quant/quant.h"
+#include "simd_levels.h"
 // Internal kernel table (tested directly).
 #include "../../src/backend/cpu/qdot.h"
 
@@ -46,9 +47,7 @@ constexpr size_t kQ8 = sizeof(dsv4::quant::BlockQ8_0);
 
 std::vector<int> levels() {
   std::vector<int> v;
-  for (int l = 0; l <= 2; ++l) {
-    if (dsv4::backend::simd_level_supported(static_cast<SimdLevel>(l))) v.push_back(l);
-  }
+  for (SimdLevel l : dsv4::test::simd_levels("qdot32")) v.push_back(static_cast<int>(l));
   return v;
 }
 

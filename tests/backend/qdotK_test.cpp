@@ -32,6 +32,7 @@
 #include "dsv4/quant/act_quant.h"
 #include "dsv4/quant/blocks.h"
 #include "dsv4/quant/quant.h"
+#include "simd_levels.h"
 // Internal kernel table (tested directly).
 #include "../../src/backend/cpu/qdot.h"
 
@@ -47,20 +48,7 @@ using dsv4::quant::BlockQ8_K;
 using dsv4::quant::QType;
 constexpr int kQK = dsv4::quant::kQK_K;
 
-std::vector<SimdLevel> levels() {
-  static const std::vector<SimdLevel> lv = [] {
-    std::vector<SimdLevel> v;
-    std::string names;
-    for (SimdLevel l : {SimdLevel::kScalar, SimdLevel::kAvx2, SimdLevel::kAvx512})
-      if (dsv4::backend::simd_level_supported(l)) {
-        v.push_back(l);
-        names += std::string(" ") + dsv4::backend::simd_level_name(l);
-      }
-    std::printf("[qdotK] SIMD levels run:%s\n", names.c_str());
-    return v;
-  }();
-  return lv;
-}
+const std::vector<SimdLevel>& levels() { return dsv4::test::simd_levels("qdotK"); }
 
 const QDotKernels& table(SimdLevel l) {
   return dsv4::backend::cpu::qdot_kernels(static_cast<int>(l));
