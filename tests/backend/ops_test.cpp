@@ -961,9 +961,10 @@ TEST(CpuOps, MatmulBatchAndThreadInvariant) {
   }
 }
 
-// (IQ2_XXS: many slots per expert take the wide 1 × 16 tiles, a lone token the narrow ones.)
+// (IQ2_XXS in q8: many slots per expert take the packed-panel GEMM, a lone token the per-token
+// tiles.)
 TEST(CpuOps, MoeBatchAndThreadInvariant) {
-  const int64_t n = 64, probe = 21, D = 256, I = 256, E = 5, n_used = 3;
+  const int64_t n = 64, probe = 21, D = 512, I = 256, E = 5, n_used = 3;
   for (ActQuant aq : {ActQuant::kF32, ActQuant::kQ8})
   for (QType type : {QType::kQ8_0, QType::kMXFP4, QType::kIQ2_XXS}) {
     if (type == QType::kIQ2_XXS && D % 256 != 0) continue;

@@ -194,7 +194,7 @@ const char* name_of(QType t) {
 }
 
 constexpr QType kTypes[] = {QType::kQ2_K, QType::kIQ2_XXS, QType::kQ4_K};
-constexpr int64_t kKs[] = {256, 512, 2048, 4096, 256 * 7};
+constexpr int64_t kKs[] = {256, 512, 2048, 4096, 256 * 7, 256 * 20};
 
 // ---- tests ----------------------------------------------------------------------------------
 
@@ -365,62 +365,72 @@ TEST(QdotK, TileInvariance) {
     }
 }
 
-// iq2_xxs_wide (where a level has it): for nt = 1..16 every out(t) bit-identical to iq2_xxs
-// with nr = 1, nt = 1 on the same row and token; nothing written but out[t·ldo], t < nt.
-TEST(QdotK, Iq2xxsWideMatchesNarrow) {
-  using dsv4::backend::cpu::kQTileTokensWide;
+// iq2_xxs panel GEMM (where a level has it): for nr = 1..7 rows and nt = 1..16 packed tokens
+// every out(t, i) bit-identical to iq2_xxs with nr = 1, nt = 1 on the same row and token
+// (k up to 20 blocks: the float order's 16-lane wrap); nothing written outside the tile.
+TEST(QdotK, Iq2xxsPanelMatchesNarrow) {
+  using dsv4::backend::cpu::kQPanelTokens;
+  constexpr int kRows = 7;
   std::mt19937 rng(4242);
   bool any = false;
-  for (int64_t k : {256, 2048, 4096}) {
+  for (int64_t k : {256, 2048, 4096, 256 * 20}) {
     const size_t row_bytes = sizeof(BlockIQ2_XXS) * static_cast<size_t>(k / kQK);
     std::vector<uint8_t> w;
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < kRows; ++i) {
       const std::vector<uint8_t> r = weight_row(rng, QType::kIQ2_XXS, k, i == 1);
       w.insert(w.end(), r.begin(), r.end());
     }
-    std::vector<std::vector<BlockQ8_K>> xq(kQTileTokensWide);
-    const void* xp[kQTileTokensWide];
-    for (int tk = 0; tk < kQTileTokensWide; ++tk) {
+    std::vector<std::vector<BlockQ8_K>> xq(kQPanelTokens);
+    const void* xp[kQPanelTokens];
+    for (int tk = 0; tk < kQPanelTokens; ++tk) {
       xq[static_cast<size_t>(tk)] = quantize_ref(act_values(rng, k, tk % 5 != 4));
       xp[tk] = xq[static_cast<size_t>(tk)].data();
     }
     for (SimdLevel l : levels()) {
       const QDotKernels& kt = table(l);
-      if (kt.iq2_xxs_wide == nullptr) continue;
+      if (kt.iq2_xxs_panel == nullptr) continue;
       any = true;
       ASSERT_NE(kt.iq2_xxs, nullptr);
-      for (int i = 0; i < 2; ++i) {
-        const uint8_t* wi = w.data() + static_cast<size_t>(i) * row_bytes;
-        uint32_t want[kQTileTokensWide];
-        for (int tk = 0; tk < kQTileTokensWide; ++tk) {
+      ASSERT_NE(kt.iq2_xxs_pack, nullptr);
+      ASSERT_NE(kt.iq2_xxs_panel_bytes, nullptr);
+      uint32_t want[kRows][kQPanelTokens];
+      for (int i = 0; i < kRows; ++i)
+        for (int tk = 0; tk < kQPanelTokens; ++tk) {
           float o = 0.0f;
-          kt.iq2_xxs(wi, row_bytes, 1, xp + tk, 1, k, &o, 1);
-          std::memcpy(&want[tk], &o, 4);
+          kt.iq2_xxs(w.data() + static_cast<size_t>(i) * row_bytes, row_bytes, 1, xp + tk, 1, k, &o, 1);
+          std::memcpy(&want[i][tk], &o, 4);
         }
-        constexpr int64_t ldo = 3;
-        constexpr uint32_t kCanary = 0x7FC0DEADu;
-        for (int nt = 1; nt <= kQTileTokensWide; ++nt)
-          for (int t0 : {0, kQTileTokensWide - nt}) {
-            std::vector<uint32_t> buf(static_cast<size_t>(8 + kQTileTokensWide * ldo + 8), kCanary);
-            float* out = reinterpret_cast<float*>(buf.data() + 8);
-            kt.iq2_xxs_wide(wi, row_bytes, 1, xp + t0, nt, k, out, ldo);
-            for (size_t e = 0; e < buf.size(); ++e) {
-              const int64_t off = static_cast<int64_t>(e) - 8;
-              const bool inside = off >= 0 && off % ldo == 0 && off / ldo < nt;
-              if (!inside) {
-                ASSERT_EQ(buf[e], kCanary) << "write outside the tile at " << off << " nt=" << nt;
-                continue;
+      std::vector<uint8_t> panel(kt.iq2_xxs_panel_bytes(k));
+      constexpr int64_t ldo = 9;
+      constexpr uint32_t kCanary = 0x7FC0DEADu;
+      for (int nt = 1; nt <= kQPanelTokens; ++nt)
+        for (int t0 : {0, kQPanelTokens - nt}) {
+          std::fill(panel.begin(), panel.end(), uint8_t{0xA5});  // pack must not rely on zeros
+          kt.iq2_xxs_pack(xp + t0, nt, k, panel.data());
+          for (int nr : {1, 3, 4, 5, kRows})
+            for (int r0 : {0, kRows - nr}) {
+              std::vector<uint32_t> buf(static_cast<size_t>(8 + kQPanelTokens * ldo + 8), kCanary);
+              float* out = reinterpret_cast<float*>(buf.data() + 8);
+              kt.iq2_xxs_panel(w.data() + static_cast<size_t>(r0) * row_bytes, row_bytes, nr,
+                               panel.data(), nt, k, out, ldo);
+              for (size_t e = 0; e < buf.size(); ++e) {
+                const int64_t off = static_cast<int64_t>(e) - 8;
+                const int64_t tt = off >= 0 ? off / ldo : -1, ii = off >= 0 ? off % ldo : -1;
+                const bool inside = off >= 0 && tt < nt && ii < nr;
+                if (!inside) {
+                  ASSERT_EQ(buf[e], kCanary) << "write outside the tile at " << off << " nt=" << nt;
+                  continue;
+                }
+                ASSERT_EQ(buf[e], want[r0 + ii][t0 + tt])
+                    << dsv4::backend::simd_level_name(l) << " k=" << k << " nr=" << nr
+                    << " r0=" << r0 << " nt=" << nt << " t0=" << t0 << " t=" << tt << " i=" << ii;
               }
-              ASSERT_EQ(buf[e], want[t0 + off / ldo])
-                  << dsv4::backend::simd_level_name(l) << " k=" << k << " row=" << i
-                  << " nt=" << nt << " t0=" << t0 << " t=" << off / ldo;
             }
-          }
-      }
+        }
     }
   }
   if (dsv4::backend::simd_level_supported(SimdLevel::kAvx512)) {
-    EXPECT_TRUE(any) << "avx512 level without iq2_xxs_wide";
+    EXPECT_TRUE(any) << "avx512 level without iq2_xxs_panel";
   }
 }
 

@@ -701,47 +701,94 @@ void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
     const uint8_t* xqu = xqg;
     rbu = rbg;
     if (!same_gu) xqu = quantize_act(ew.up.type, x, D, n, D, qbuf_b_, pbuf_b_, rbu);
-    cpu::QDotTileFn fg = cpu::qdot_fn(*qk_, ew.gate.type);
-    cpu::QDotTileFn fu = cpu::qdot_fn(*qk_, ew.up.type);
+    const cpu::QDotTileFn fg = cpu::qdot_fn(*qk_, ew.gate.type);
+    const cpu::QDotTileFn fu = cpu::qdot_fn(*qk_, ew.up.type);
     const cpu::QDotTileFn fd = cpu::qdot_fn(*qk_, ew.down.type);
-    constexpr int TR = cpu::kQTileRows, TT = cpu::kQTileTokens, TW = cpu::kQTileTokensWide;
-    // IQ2_XXS gate/up with many slots: one row × up to TW slots per call (the row's grid decode
-    // is shared by all of them; values identical to the narrow tiles, qdot.h)
-    const bool wide = ew.gate.type == quant::QType::kIQ2_XXS && ew.up.type == quant::QType::kIQ2_XXS &&
-                      qk_->iq2_xxs_wide != nullptr;
+    constexpr int TR = cpu::kQTileRows, TT = cpu::kQTileTokens, TP = cpu::kQPanelTokens;
+    // IQ2_XXS gate/up, experts with more than TT slots: their slots' rows packed once into
+    // panels of TP (qdot.h iq2_xxs_pack; gate and up share them), each decoded weight row then
+    // serving a whole panel; values identical to the per-token tiles (qdot.h).
+    const bool panel = ew.gate.type == quant::QType::kIQ2_XXS &&
+                       ew.up.type == quant::QType::kIQ2_XXS && qk_->iq2_xxs_panel != nullptr;
+    const int64_t* pstart = nullptr;  // expert e's panels: pstart[e] .. pstart[e + 1]
+    const uint8_t* panels = nullptr;
+    size_t pbytes = 0;
+    if (panel) {
+      ibuf_d_.assign(static_cast<size_t>(E + 1), 0);
+      for (int64_t e = 0; e < E; ++e) {
+        const int64_t ne = start[e + 1] - start[e];
+        ibuf_d_[static_cast<size_t>(e + 1)] = ibuf_d_[static_cast<size_t>(e)] + (ne > TT ? ceil_div(ne, TP) : 0);
+      }
+      pstart = ibuf_d_.data();
+      const int64_t np = pstart[E];
+      pbytes = qk_->iq2_xxs_panel_bytes(D);
+      if (panel_buf_.size() < static_cast<size_t>(np) * pbytes) panel_buf_.resize(static_cast<size_t>(np) * pbytes);
+      uint8_t* pb = panel_buf_.data();
+      panels = pb;
+      pool_->parallel_for(
+          np,
+          [&](int64_t b, int64_t e_) {
+            const void* xs[TP];
+            for (int64_t p = b; p < e_; ++p) {
+              const int64_t e = std::upper_bound(pstart, pstart + E + 1, p) - pstart - 1;
+              const int64_t s0 = start[e] + (p - pstart[e]) * TP;
+              const int nt = static_cast<int>(std::min<int64_t>(TP, start[e + 1] - s0));
+              for (int i = 0; i < nt; ++i)
+                xs[i] = xqg + static_cast<size_t>(slots[s0 + i] / n_used) * rbg;
+              qk_->iq2_xxs_pack(xs, nt, D, pb + static_cast<size_t>(p) * pbytes);
+            }
+          },
+          threads_for(np * TP * D));
+    }
     pool_->parallel_for(
         static_cast<int64_t>(n_up_tasks),
         [&](int64_t b, int64_t e_) {
-          const void* xg[TW];
-          const void* xu[TW];
-          float og[TW * TR], ou[TW * TR];
+          const void* xg[TT];
+          const void* xu[TT];
+          float og[TP * kUpChunk], ou[TP * kUpChunk];
+          // h for slots s0 .. s0+nt-1 and rows r .. r+nr-1 from og / ou (out[t·ldo + i])
+          auto swiglu = [&](int64_t s0, int nt, int64_t r, int nr, int64_t ldo) {
+            for (int ti = 0; ti < nt; ++ti) {
+              const int64_t slot = slots[s0 + ti];
+              for (int i = 0; i < nr; ++i) {
+                const float g = std::min(og[ti * ldo + i], limit);
+                const float u = std::clamp(ou[ti * ldo + i], -limit, limit);
+                hbuf[slot * I + r + i] = (g * sigmoidf(g)) * u;  // weight after down (below)
+              }
+            }
+          };
           for (int64_t task = b; task < e_; ++task) {
             const int64_t e = tasks[task] / I, r0 = tasks[task] % I;
             const int64_t r1 = std::min(I, r0 + kUpChunk);
-            const bool w_e = wide && start[e + 1] - start[e] > TT;
-            const int64_t tr = w_e ? 1 : q8_tile_rows(start[e + 1] - start[e]);
-            const int64_t ts = w_e ? TW : TT;
-            const cpu::QDotTileFn tg = w_e ? qk_->iq2_xxs_wide : fg, tu = w_e ? qk_->iq2_xxs_wide : fu;
+            if (panel && start[e + 1] - start[e] > TT) {
+              const int nr = static_cast<int>(r1 - r0);
+              const size_t row = static_cast<size_t>(e * I + r0);
+              for (int64_t p = pstart[e]; p < pstart[e + 1]; ++p) {
+                const int64_t s0 = start[e] + (p - pstart[e]) * TP;
+                const int nt = static_cast<int>(std::min<int64_t>(TP, start[e + 1] - s0));
+                const uint8_t* pp = panels + static_cast<size_t>(p) * pbytes;
+                qk_->iq2_xxs_panel(ew.gate.data + row * ew.gate.row_bytes, ew.gate.row_bytes, nr, pp,
+                                   nt, D, og, kUpChunk);
+                qk_->iq2_xxs_panel(ew.up.data + row * ew.up.row_bytes, ew.up.row_bytes, nr, pp, nt, D,
+                                   ou, kUpChunk);
+                swiglu(s0, nt, r0, nr, kUpChunk);
+              }
+              continue;
+            }
+            const int64_t tr = q8_tile_rows(start[e + 1] - start[e]);
             for (int64_t r = r0; r < r1; r += tr) {
               const int nr = static_cast<int>(std::min<int64_t>(tr, r1 - r));
               const size_t row = static_cast<size_t>(e * I + r);
-              for (int64_t s0 = start[e]; s0 < start[e + 1]; s0 += ts) {
-                const int nt = static_cast<int>(std::min<int64_t>(ts, start[e + 1] - s0));
+              for (int64_t s0 = start[e]; s0 < start[e + 1]; s0 += TT) {
+                const int nt = static_cast<int>(std::min<int64_t>(TT, start[e + 1] - s0));
                 for (int i = 0; i < nt; ++i) {
                   const int64_t tok = slots[s0 + i] / n_used;
                   xg[i] = xqg + static_cast<size_t>(tok) * rbg;
                   xu[i] = xqu + static_cast<size_t>(tok) * rbu;
                 }
-                tg(ew.gate.data + row * ew.gate.row_bytes, ew.gate.row_bytes, nr, xg, nt, D, og, TR);
-                tu(ew.up.data + row * ew.up.row_bytes, ew.up.row_bytes, nr, xu, nt, D, ou, TR);
-                for (int ti = 0; ti < nt; ++ti) {
-                  const int64_t slot = slots[s0 + ti];
-                  for (int i = 0; i < nr; ++i) {
-                    const float g = std::min(og[ti * TR + i], limit);
-                    const float u = std::clamp(ou[ti * TR + i], -limit, limit);
-                    hbuf[slot * I + r + i] = (g * sigmoidf(g)) * u;  // weight after down (below)
-                  }
-                }
+                fg(ew.gate.data + row * ew.gate.row_bytes, ew.gate.row_bytes, nr, xg, nt, D, og, TR);
+                fu(ew.up.data + row * ew.up.row_bytes, ew.up.row_bytes, nr, xu, nt, D, ou, TR);
+                swiglu(s0, nt, r, nr, TR);
               }
             }
           }

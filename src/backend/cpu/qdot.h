@@ -29,7 +29,7 @@ namespace dsv4::backend::cpu {
 
 constexpr int kQTileRows = 4;
 constexpr int kQTileTokens = 4;
-constexpr int kQTileTokensWide = 16;  // QDotKernels::iq2_xxs_wide
+constexpr int kQPanelTokens = 16;  // QDotKernels::iq2_xxs_panel
 
 using quant::ActFormat;
 
@@ -52,10 +52,18 @@ struct QDotKernels {
   QDotTileFn q8_0 = nullptr, mxfp4 = nullptr, iq4_nl = nullptr;
   // weights × q8_K activations
   QDotTileFn q2_K = nullptr, q4_K = nullptr, iq2_xxs = nullptr;
-  // Optional (nullptr: none at this level): iq2_xxs with 1 ≤ nt ≤ kQTileTokensWide activation
-  // rows (nr as iq2_xxs; meant for nr = 1), each weight block decoded once for all of them.
-  // Same values, bit for bit, as iq2_xxs.
-  QDotTileFn iq2_xxs_wide = nullptr;
+  // Optional (all three nullptr: none at this level): iq2_xxs as a GEMM over a *panel* — up to
+  // kQPanelTokens q8_K activation rows packed once (iq2_xxs_pack) into the level's layout, so
+  // one decoded weight row serves all of them with the tokens in vector lanes (MoE prefill).
+  //   iq2_xxs_panel_bytes(k)                   bytes of one panel of k-element rows
+  //   iq2_xxs_pack(xq, nt, k, panel)           xq[t] (k/256 BlockQ8_K), 1 ≤ nt ≤ kQPanelTokens
+  //   iq2_xxs_panel(w, row_bytes, nr, panel, nt, k, out, ldo)
+  //       out[t·ldo + i] for i < nr (any nr ≥ 1), t < nt: bit-identical to iq2_xxs on weight
+  //       row i and activation row t alone; nothing else written.
+  size_t (*iq2_xxs_panel_bytes)(int64_t k) = nullptr;
+  void (*iq2_xxs_pack)(const void* const* xq, int nt, int64_t k, void* panel) = nullptr;
+  void (*iq2_xxs_panel)(const uint8_t* w, size_t row_bytes, int nr, const void* panel, int nt,
+                        int64_t k, float* out, int64_t ldo) = nullptr;
   // prepared activations (both nullptr: none at this level)
   PrepareActFn prepare = nullptr;
   PreparedBytesFn prepared_bytes = nullptr;

@@ -14,7 +14,8 @@
 // second vector). Float order: per lane, acc = fma(d_w·d_x, f32(isum), acc) and, K-quants,
 // acc = fma(−(dmin_w·d_x), f32(msum), acc) (zero lanes leave acc unchanged), blocks in
 // increasing order; then a fixed horizontal sum (lanes 8..15 onto 0..7, 4..7 onto 0..3, 2..3,
-// 1); iq2_xxs multiplies that by 0.125. A pair's value never depends on nr, nt or position.
+// 1). iq2_xxs has its own float order (block totals, see iq2_xxs_row) shared with its panel
+// GEMM. A pair's value never depends on nr, nt, position or the kernel that computed it.
 //
 // Learned from upstream llama.cpp ggml/src/ggml-cpu/arch/x86/quants.c (ggml_vec_dot_q2_K_q8_K,
 // ggml_vec_dot_q4_K_q8_K, ggml_vec_dot_iq2_xxs_q8_K, AVX2 paths): maddubs of unsigned weights
@@ -126,12 +127,16 @@ void fill_qdotK_avx512(QDotKernels& k) {
     k.q2_K = vnni::kQ2K;
     k.q4_K = vnni::kQ4K;
     k.iq2_xxs = vnni::kIQ2XXS;
-    k.iq2_xxs_wide = vnni::kIQ2XXSWide;
+    k.iq2_xxs_panel_bytes = vnni::iq2_xxs_panel_bytes;
+    k.iq2_xxs_pack = vnni::iq2_xxs_pack;
+    k.iq2_xxs_panel = vnni::iq2_xxs_panel;
   } else {
     k.q2_K = base::kQ2K;
     k.q4_K = base::kQ4K;
     k.iq2_xxs = base::kIQ2XXS;
-    k.iq2_xxs_wide = base::kIQ2XXSWide;
+    k.iq2_xxs_panel_bytes = base::iq2_xxs_panel_bytes;
+    k.iq2_xxs_pack = base::iq2_xxs_pack;
+    k.iq2_xxs_panel = base::iq2_xxs_panel;
   }
 }
 
@@ -145,8 +150,9 @@ void fill_qdotK_avx512(QDotKernels&) {}
 
 #else  // DSV4_QDOTK_AVX512_BODY: the dot kernels, compiled once per variant ---------------------
 
-// isum += Σ_{4 elements} u8·s8 (vpdpbusd), or its AVX-512BW equivalent; s8 ≤ 127 and
-// u8 ≤ 45 here, so the int16 intermediate cannot saturate.
+// isum += Σ_{4 elements} u8·s8 (vpdpbusd), or its AVX-512BW equivalent; |s8| ≤ 127 and
+// u8 ≤ 107 here (q2_K: ≤ 45, iq2_xxs panel: 64 ± grid), so the int16 pair sums of the
+// maddubs form (≤ 2·107·127 = 27178) cannot saturate.
 inline __m512i dot_u8s8(__m512i acc, __m512i u, __m512i s) {
   if constexpr (kVnni) {
     return _mm512_dpbusd_epi32(acc, u, s);
@@ -270,9 +276,70 @@ void q4_K_row(const uint8_t* w, const BlockQ8_K* const* x, int64_t nb, float* ou
   for (int t = 0; t < NT; ++t) out[t * ldo] = hsum16(acc[t]);
 }
 
-// iq2_xxs: sub-block s (32 elements) = qs dwords 2s (4 grid indices) and 2s+1 (4 × 7 sign bits,
-// scale in the top nibble). Chunk c = sub-blocks 2c, 2c+1: eight grid rows (scalar loads);
-// its 64 sign bits (ksigns: 7 bits plus the parity bit) form a mask that negates activations.
+// iq2_xxs float order (every iq2_xxs kernel of this level, so that the per-token kernels and
+// the panel GEMM give the same bits): per 256-block b the exact integer total
+// T_b = Σ_s (2·ls_s + 1)·Σ_l ±grid·x; lane (b mod 16) of a float accumulator takes
+// fma(d_w·d_x, f32(T_b), lane), blocks in increasing order; then hsum16 and × 0.125.
+//
+// Block decode: sub-block s (32 elements) = qs dwords 2s (4 grid indices) and 2s+1 (4 × 7 sign
+// bits, scale in the top nibble). Chunk c = sub-blocks 2c, 2c+1: G[c] = its 64 grid bytes
+// (element order, scalar loads), K[c] = its 64 sign bits (ksigns: 7 bits plus the parity bit),
+// L = 2·ls + 1 in word 0 of qword s.
+struct Iq2xxsBlock {
+  __m512i G[4];
+  __mmask64 K[4];
+  __m512i L;
+  float d;
+};
+inline void iq2_xxs_decode(const uint8_t* p, Iq2xxsBlock& o) {
+  const __m512i k28 = _mm512_set1_epi64(0x0FFFFFFF);
+  const __m512i b7 = _mm512_set1_epi64(0x7F), b7_1 = _mm512_set1_epi64(0x7F00);
+  const __m512i b7_2 = _mm512_set1_epi64(0x7F0000), b7_3 = _mm512_set1_epi64(0x7F000000);
+  const __m512i ones8 = _mm512_set1_epi64(0x01010101), one = _mm512_set1_epi64(1);
+  const auto* grid = reinterpret_cast<const long long*>(quant::kIq2xxsGrid);
+  const __m512i Q = _mm512_loadu_si512(p + 2);  // qword s = (aux_s << 32) | grid indices_s
+  // sign bytes: 4 × 7 bits of aux spread to bytes, bit 7 = parity of the 7
+  const __m512i t = _mm512_and_si512(_mm512_srli_epi64(Q, 32), k28);
+  __m512i v = _mm512_or_si512(
+      _mm512_or_si512(_mm512_and_si512(t, b7), _mm512_and_si512(_mm512_slli_epi64(t, 1), b7_1)),
+      _mm512_or_si512(_mm512_and_si512(_mm512_slli_epi64(t, 2), b7_2),
+                      _mm512_and_si512(_mm512_slli_epi64(t, 3), b7_3)));
+  __m512i par = _mm512_xor_si512(v, _mm512_srli_epi64(v, 4));
+  par = _mm512_xor_si512(par, _mm512_srli_epi64(par, 2));
+  par = _mm512_xor_si512(par, _mm512_srli_epi64(par, 1));
+  v = _mm512_or_si512(v, _mm512_slli_epi64(_mm512_and_si512(par, ones8), 7));
+  alignas(32) uint64_t sgn[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(sgn), _mm512_cvtepi64_epi32(v));
+  o.L = _mm512_add_epi64(_mm512_slli_epi64(_mm512_srli_epi64(Q, 60), 1), one);
+  for (int c = 0; c < 4; ++c) {
+    const uint8_t* gi = p + 2 + 16 * c;  // indices: bytes 0..3 and 8..11
+    const __m256i lo = _mm256_set_epi64x(grid[gi[3]], grid[gi[2]], grid[gi[1]], grid[gi[0]]);
+    const __m256i hi = _mm256_set_epi64x(grid[gi[11]], grid[gi[10]], grid[gi[9]], grid[gi[8]]);
+    o.G[c] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    o.K[c] = _cvtu64_mask64(sgn[c]);
+  }
+  o.d = _cvtsh_ss(rd16(p));
+}
+
+// v[0..15] (16 int32 lanes each) → lane j = Σ lanes of v[j] (exact; a fixed transposition).
+inline __m512i reduce16x16(const __m512i* v) {
+  __m512i s1[8], s2[4], s3[2];
+  for (int i = 0; i < 8; ++i)  // per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3]
+    s1[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
+                             _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; ++i)  // per 128-bit lane L: element e = Σ lane L of v[4i + e]
+    s2[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(s1[2 * i], s1[2 * i + 1]),
+                             _mm512_unpackhi_epi64(s1[2 * i], s1[2 * i + 1]));
+  for (int i = 0; i < 2; ++i)
+    s3[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(s2[2 * i], s2[2 * i + 1], 0x88),
+                             _mm512_shuffle_i32x4(s2[2 * i], s2[2 * i + 1], 0xDD));
+  return _mm512_add_epi32(_mm512_shuffle_i32x4(s3[0], s3[1], 0x88),
+                          _mm512_shuffle_i32x4(s3[0], s3[1], 0xDD));
+}
+
+// One weight row against NT activation rows: per (block, token) the integer lanes of the
+// signed-activation dot (maddubs of the grid bytes, signs applied to x, × 2·ls+1 by vpdpwssd);
+// every 16 blocks reduce16x16 turns them into the block totals T_b of the float order above.
 template <int NT>
 void iq2_xxs_row(const uint8_t* w, const BlockQ8_K* const* x, int64_t nb, float* out,
                  int64_t ldo) {
@@ -280,49 +347,33 @@ void iq2_xxs_row(const uint8_t* w, const BlockQ8_K* const* x, int64_t nb, float*
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
   __m512i sidx[4];
   for (int c = 0; c < 4; ++c) sidx[c] = word_index(2 * c, 16, 4);  // word 0 of qword 2c + w/16
-  const __m512i k28 = _mm512_set1_epi64(0x0FFFFFFF);
-  const __m512i b7 = _mm512_set1_epi64(0x7F), b7_1 = _mm512_set1_epi64(0x7F00);
-  const __m512i b7_2 = _mm512_set1_epi64(0x7F0000), b7_3 = _mm512_set1_epi64(0x7F000000);
-  const __m512i ones8 = _mm512_set1_epi64(0x01010101), one = _mm512_set1_epi64(1);
   const __m512i zero = _mm512_setzero_si512();
-  const auto* grid = reinterpret_cast<const long long*>(quant::kIq2xxsGrid);
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* p = w + b * static_cast<int64_t>(sizeof(quant::BlockIQ2_XXS));
-    const __m512i Q = _mm512_loadu_si512(p + 2);  // qword s = (aux_s << 32) | grid indices_s
-    // sign bytes: 4 × 7 bits of aux spread to bytes, bit 7 = parity of the 7
-    const __m512i t = _mm512_and_si512(_mm512_srli_epi64(Q, 32), k28);
-    __m512i v = _mm512_or_si512(
-        _mm512_or_si512(_mm512_and_si512(t, b7), _mm512_and_si512(_mm512_slli_epi64(t, 1), b7_1)),
-        _mm512_or_si512(_mm512_and_si512(_mm512_slli_epi64(t, 2), b7_2),
-                        _mm512_and_si512(_mm512_slli_epi64(t, 3), b7_3)));
-    __m512i par = _mm512_xor_si512(v, _mm512_srli_epi64(v, 4));
-    par = _mm512_xor_si512(par, _mm512_srli_epi64(par, 2));
-    par = _mm512_xor_si512(par, _mm512_srli_epi64(par, 1));
-    v = _mm512_or_si512(v, _mm512_slli_epi64(_mm512_and_si512(par, ones8), 7));
-    alignas(32) uint64_t sgn[4];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(sgn), _mm512_cvtepi64_epi32(v));
-    // 2·ls + 1 in word 0 of qword s
-    const __m512i L = _mm512_add_epi64(_mm512_slli_epi64(_mm512_srli_epi64(Q, 60), 1), one);
-    __m512i G[4], SC[4];
-    __mmask64 K[4];
-    for (int c = 0; c < 4; ++c) {
-      const uint8_t* gi = p + 2 + 16 * c;  // indices: bytes 0..3 and 8..11
-      const __m256i lo = _mm256_set_epi64x(grid[gi[3]], grid[gi[2]], grid[gi[1]], grid[gi[0]]);
-      const __m256i hi = _mm256_set_epi64x(grid[gi[11]], grid[gi[10]], grid[gi[9]], grid[gi[8]]);
-      G[c] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-      SC[c] = _mm512_permutexvar_epi16(sidx[c], L);
-      K[c] = _cvtu64_mask64(sgn[c]);
-    }
-    const float dw = _cvtsh_ss(rd16(p));
-    for (int tt = 0; tt < NT; ++tt) {
-      const BlockQ8_K& X = x[tt][b];
-      __m512i isum = _mm512_setzero_si512();
-      for (int c = 0; c < 4; ++c) {
-        const __m512i xq = _mm512_loadu_si512(X.qs + 64 * c);
-        const __m512i xs = _mm512_mask_sub_epi8(xq, K[c], zero, xq);  // q8 ≥ −127: no overflow
-        isum = dot_i16(isum, _mm512_maddubs_epi16(G[c], xs), SC[c]);   // ≤ 2·43·127 per word
+  __m512i lanes[NT][16];
+  alignas(64) float dd[NT][16];
+  Iq2xxsBlock B;
+  for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+    const int m = static_cast<int>(std::min<int64_t>(16, nb - b0));
+    for (int j = 0; j < m; ++j) {
+      iq2_xxs_decode(w + (b0 + j) * static_cast<int64_t>(sizeof(quant::BlockIQ2_XXS)), B);
+      __m512i SC[4];
+      for (int c = 0; c < 4; ++c) SC[c] = _mm512_permutexvar_epi16(sidx[c], B.L);
+      for (int tt = 0; tt < NT; ++tt) {
+        const BlockQ8_K& X = x[tt][b0 + j];
+        __m512i isum = _mm512_setzero_si512();
+        for (int c = 0; c < 4; ++c) {
+          const __m512i xq = _mm512_loadu_si512(X.qs + 64 * c);
+          const __m512i xs = _mm512_mask_sub_epi8(xq, B.K[c], zero, xq);  // q8 ≥ −127: no overflow
+          isum = dot_i16(isum, _mm512_maddubs_epi16(B.G[c], xs), SC[c]);   // ≤ 2·43·127 per word
+        }
+        lanes[tt][j] = isum;
+        dd[tt][j] = B.d * X.d;
       }
-      accumulate(acc[tt], dw * X.d, isum);
+    }
+    for (int tt = 0; tt < NT; ++tt) {
+      for (int j = m; j < 16; ++j) lanes[tt][j] = zero;
+      const __m512 T = _mm512_cvtepi32_ps(reduce16x16(lanes[tt]));
+      const __mmask16 mk = static_cast<__mmask16>((1u << m) - 1u);
+      acc[tt] = _mm512_mask3_fmadd_ps(_mm512_load_ps(dd[tt]), T, acc[tt], mk);
     }
   }
   for (int t = 0; t < NT; ++t) out[t * ldo] = 0.125f * hsum16(acc[t]);
@@ -353,26 +404,106 @@ const QDotTileFn kQ4K = tile_impl<q4_K_row<1>, q4_K_row<2>, q4_K_row<3>, q4_K_ro
 const QDotTileFn kIQ2XXS =
     tile_impl<iq2_xxs_row<1>, iq2_xxs_row<2>, iq2_xxs_row<3>, iq2_xxs_row<4>>;
 
-// iq2_xxs_wide (qdot.h): each weight row's blocks decoded once for up to kQTileTokensWide
-// activation rows: iq2_xxs_row itself with NT = nt, so every token goes through exactly the
-// per-token sequence of kIQ2XXS and each out value has its bits. (Measured on Zen 4: the
-// per-token part, ~12 cycles per 256-block, is then the cost; variants with signs folded into
-// the weights, x ^ 0x80 activations and 6 instead of 8 multiplies per token-block were no faster.)
-template <int... NT>
-void iq2_xxs_wide_impl(const uint8_t* w, size_t row_bytes, int nr, const void* const* xq, int nt,
-                       int64_t k, float* out, int64_t ldo, std::integer_sequence<int, NT...>) {
-  const BlockQ8_K* x[kQTileTokensWide] = {};
-  for (int t = 0; t < nt; ++t) x[t] = static_cast<const BlockQ8_K*>(xq[t]);
+// ---- iq2_xxs panel GEMM (qdot.h iq2_xxs_panel) ------------------------------------------------
+// Panel of kQPanelTokens q8_K rows, per 256-block (kPanelBlockBytes):
+//   qs   [64 groups][16 tokens][4]  int8: elements 4g .. 4g+3 of token t
+//   corr [8 sub-blocks][16 tokens]  int32: −64 · Σ_{sub-block} x (from bsums)
+//   d    [16 tokens]                float: the token's q8_K scale
+// (tokens ≥ nt all zero). A weight block is unpacked to u8 bytes 64 ± grid (21 … 107), so one
+// vpdpbusd over a group gives Σ (64 ± g)·x for 16 tokens; starting each sub-block from corr
+// leaves Σ ±g·x exactly, × (2·ls + 1) summed over sub-blocks = the block total T_b; the float
+// steps are those of iq2_xxs_row, lane by lane, hence the same bits.
+constexpr int64_t kPanelQs = 64 * kQPanelTokens * 4, kPanelCorr = 8 * kQPanelTokens * 4;
+constexpr int64_t kPanelBlockBytes = kPanelQs + kPanelCorr + kQPanelTokens * 4;
+
+size_t iq2_xxs_panel_bytes(int64_t k) { return static_cast<size_t>(k / kQK_K * kPanelBlockBytes); }
+
+void iq2_xxs_pack(const void* const* xq, int nt, int64_t k, void* panel) {
+  auto* P = static_cast<uint8_t*>(panel);
+  std::memset(P, 0, iq2_xxs_panel_bytes(k));
+  for (int64_t b = 0; b < k / kQK_K; ++b) {
+    uint8_t* pb = P + b * kPanelBlockBytes;
+    auto* corr = reinterpret_cast<int32_t*>(pb + kPanelQs);
+    auto* d = reinterpret_cast<float*>(pb + kPanelQs + kPanelCorr);
+    for (int t = 0; t < nt; ++t) {
+      const BlockQ8_K& X = static_cast<const BlockQ8_K*>(xq[t])[b];
+      for (int g = 0; g < 64; ++g) std::memcpy(pb + (g * kQPanelTokens + t) * 4, X.qs + 4 * g, 4);
+      for (int s = 0; s < 8; ++s) corr[s * kQPanelTokens + t] = -64 * (X.bsums[2 * s] + X.bsums[2 * s + 1]);
+      d[t] = X.d;
+    }
+  }
+}
+
+// NR weight rows (row i at w + i·row_bytes) against one panel; A[i][j] the float lanes.
+template <int NR>
+void iq2_xxs_panel_rows(const uint8_t* w, size_t row_bytes, const uint8_t* panel, int64_t nb,
+                        int nt, float* out, int64_t ldo) {
+  __m512 A[NR][16];
+  for (int i = 0; i < NR; ++i)
+    for (int j = 0; j < 16; ++j) A[i][j] = _mm512_setzero_ps();
+  const __m512i c64 = _mm512_set1_epi8(64);
+  alignas(64) uint8_t wb[NR][kQK_K];
+  alignas(64) int32_t sc[NR][8];
+  float dw[NR];
+  Iq2xxsBlock B;
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int i = 0; i < NR; ++i) {
+      const uint8_t* p = w + static_cast<size_t>(i) * row_bytes +
+                         b * static_cast<int64_t>(sizeof(quant::BlockIQ2_XXS));
+      iq2_xxs_decode(p, B);
+      for (int c = 0; c < 4; ++c)
+        _mm512_store_si512(wb[i] + 64 * c,
+                           _mm512_mask_sub_epi8(_mm512_add_epi8(B.G[c], c64), B.K[c], c64, B.G[c]));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sc[i]), _mm512_cvtepi64_epi32(B.L));
+      dw[i] = B.d;
+    }
+    const uint8_t* pb = panel + b * kPanelBlockBytes;
+    const auto* corr = reinterpret_cast<const int32_t*>(pb + kPanelQs);
+    __m512i tot[NR];
+    for (int i = 0; i < NR; ++i) tot[i] = _mm512_setzero_si512();
+    for (int s = 0; s < 8; ++s) {
+      const __m512i cr = _mm512_loadu_si512(corr + s * kQPanelTokens);
+      __m512i a[NR];
+      for (int i = 0; i < NR; ++i) a[i] = cr;
+      for (int g = 8 * s; g < 8 * s + 8; ++g) {
+        const __m512i X = _mm512_loadu_si512(pb + g * kQPanelTokens * 4);
+        for (int i = 0; i < NR; ++i) {
+          int32_t wv;
+          std::memcpy(&wv, wb[i] + 4 * g, 4);
+          a[i] = dot_u8s8(a[i], _mm512_set1_epi32(wv), X);  // ≤ 2·107·127 per word: no saturation
+        }
+      }
+      for (int i = 0; i < NR; ++i)
+        tot[i] = _mm512_add_epi32(tot[i], _mm512_mullo_epi32(a[i], _mm512_set1_epi32(sc[i][s])));
+    }
+    const __m512 dx = _mm512_loadu_ps(reinterpret_cast<const float*>(pb + kPanelQs + kPanelCorr));
+    const int j = static_cast<int>(b % 16);
+    for (int i = 0; i < NR; ++i)
+      A[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dw[i]), dx),
+                                _mm512_cvtepi32_ps(tot[i]), A[i][j]);
+  }
+  // hsum16's tree, lane-wise over the tokens: (j, j+8), (j, j+4), (0, 2) (1, 3), (0, 1)
+  const __m512 eighth = _mm512_set1_ps(0.125f);
+  for (int i = 0; i < NR; ++i) {
+    __m512 h8[8], h4[4];
+    for (int j = 0; j < 8; ++j) h8[j] = _mm512_add_ps(A[i][j], A[i][j + 8]);
+    for (int j = 0; j < 4; ++j) h4[j] = _mm512_add_ps(h8[j], h8[j + 4]);
+    const __m512 r = _mm512_add_ps(_mm512_add_ps(h4[0], h4[2]), _mm512_add_ps(h4[1], h4[3]));
+    alignas(64) float o[kQPanelTokens];
+    _mm512_store_ps(o, _mm512_mul_ps(eighth, r));
+    for (int t = 0; t < nt; ++t) out[t * ldo + i] = o[t];
+  }
+}
+
+void iq2_xxs_panel(const uint8_t* w, size_t row_bytes, int nr, const void* panel, int nt,
+                   int64_t k, float* out, int64_t ldo) {
+  const auto* P = static_cast<const uint8_t*>(panel);
   const int64_t nb = k / kQK_K;
-  constexpr RowFn kRows[] = {iq2_xxs_row<NT + 1>...};
-  const RowFn r = kRows[nt - 1];
-  for (int i = 0; i < nr; ++i) r(w + static_cast<size_t>(i) * row_bytes, x, nb, out + i, ldo);
+  int i = 0;
+  for (; i + 4 <= nr; i += 4)
+    iq2_xxs_panel_rows<4>(w + static_cast<size_t>(i) * row_bytes, row_bytes, P, nb, nt, out + i, ldo);
+  for (; i < nr; ++i)
+    iq2_xxs_panel_rows<1>(w + static_cast<size_t>(i) * row_bytes, row_bytes, P, nb, nt, out + i, ldo);
 }
-void iq2_xxs_wide(const uint8_t* w, size_t row_bytes, int nr, const void* const* xq, int nt,
-                  int64_t k, float* out, int64_t ldo) {
-  iq2_xxs_wide_impl(w, row_bytes, nr, xq, nt, k, out, ldo,
-                    std::make_integer_sequence<int, kQTileTokensWide>{});
-}
-const QDotTileFn kIQ2XXSWide = iq2_xxs_wide;
 
 #endif  // DSV4_QDOTK_AVX512_BODY

@@ -139,9 +139,10 @@ class CpuOps final : public Ops {
   std::vector<std::vector<float>> scratch_;
   // moe / hc scratch (grown only)
   std::vector<float> buf_a_, buf_b_;
-  std::vector<int64_t> ibuf_a_, ibuf_b_, ibuf_c_;
+  std::vector<int64_t> ibuf_a_, ibuf_b_, ibuf_c_, ibuf_d_;
   // quantized activations (kQ8), grown only
   std::vector<uint8_t> qbuf_a_, qbuf_b_, qbuf_c_, pbuf_a_, pbuf_b_, pbuf_c_;
+  std::vector<uint8_t> panel_buf_;  // iq2_xxs activation panels (qdot.h), grown only
   std::vector<float> rbuf_, rbuf_b_;  // rounded activations (kQ8 without integer kernels)
 };
 
