@@ -49,7 +49,7 @@ void act_round_trip(ActFormat f, const float* x, float* y, int64_t n) {
     case ActFormat::kQ8_0: {
       DSV4_CHECK(n % 32 == 0);
       std::vector<BlockQ8_0> q(static_cast<size_t>(n / 32));
-      DSV4_CHECK(static_cast<bool>(quantize_row(QType::kQ8_0, x, q.data(), n)));
+      quantize_act_q8_0(x, q.data(), n);
       DSV4_CHECK(static_cast<bool>(dequantize_row(QType::kQ8_0, q.data(), y, n)));
       return;
     }

@@ -1,6 +1,9 @@
-// dsv4 quant: the q8_K activation quantizer (act_quant.h), the scalar reference every SIMD level
-// of src/backend/cpu/qdotK*.cpp reproduces byte for byte.
+// dsv4 quant: the q8_0 and q8_K activation quantizers (act_quant.h), the scalar references every
+// SIMD level of src/backend/cpu/qdot32*.cpp / qdotK*.cpp reproduces byte for byte.
 //
+// q8_0: upstream ggml-cpu's x86 quantize_row_q8_0 (see act_quant.h).
+//
+// q8_K:
 // The algorithm of upstream ggml's quantize_row_q8_K_ref / dequantize_row_q8_K
 // (ggml/src/ggml-quants.c; its behaviour is the format's definition, so every step that decides a
 // byte is the same), including its integer rounding: nearest_int(f) adds 1.5·2^23 in
@@ -26,7 +29,28 @@ inline int nearest_int(float f) {
   return (i & 0x007fffff) - 0x00400000;
 }
 
+// _mm256_cvtps_epi32 of an already rounded value followed by the saturating int32 → int16 → int8
+// packs: NaN and |v| ≥ 2^31 give INT32_MIN, hence −128.
+inline int8_t cvt_pack_i8(float v) {
+  if (!(v > -2147483648.0f && v < 2147483648.0f)) return -128;
+  if (v > 127.0f) return 127;
+  if (v < -128.0f) return -128;
+  return static_cast<int8_t>(v);
+}
+
 }  // namespace
+
+void quantize_act_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
+  for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    BlockQ8_0& o = y[b];
+    o.d = f32_to_fp16(d);
+    for (int j = 0; j < 32; ++j) o.qs[j] = cvt_pack_i8(std::nearbyint(x[j] * id));  // ties to even
+  }
+}
 
 void quantize_act_q8_K(const float* x, BlockQ8_K* y, int64_t n) {
   const int64_t nb = n / kQK_K;

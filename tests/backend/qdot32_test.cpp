@@ -1,7 +1,9 @@
 // Integer dots over q8_0 activations (src/backend/cpu/qdot.h: quantize_q8_0 and the q8_0, mxfp4,
 // iq4_nl tile functions), at every SIMD level this machine supports:
-//   (i)   quantize_q8_0 bytes == quant::quantize_row(kQ8_0) (random rows, zeros, all-zero blocks,
-//         exact ties at (n + 0.5)·d, huge and tiny magnitudes, fp16-subnormal and fp16-inf d);
+//   (i)   quantize_q8_0 bytes == quant::quantize_act_q8_0 (random rows, zeros, all-zero blocks,
+//         exact ties at (n + 0.5)·d, huge and tiny magnitudes, fp16-subnormal and fp16-inf d),
+//         and both == upstream ggml-cpu's quantize_row_q8_0 on its fixture
+//         (tests/fixtures/quant/q8_0_upstream.bin, scripts/fixtures/make_q8_0_fixture.sh);
 //   (ii)  tile values vs a float64 reference from the dequantized rows (quant::dequantize_row of
 //         the weight row and of the q8_0 activation row, Σ in double), k = 32, 64, 224, 2048, 4096,
 //         weights with extreme block scales (mxfp4 e = 0, 1, 127, 200, 254, 255; q8_0 values −128
@@ -55,7 +57,8 @@ const char* level_name(int l) { return dsv4::backend::simd_level_name(static_cas
 
 std::vector<uint8_t> ref_quantize(const std::vector<float>& x) {
   std::vector<uint8_t> q(x.size() / 32 * kQ8);
-  EXPECT_TRUE(dsv4::quant::quantize_row(QType::kQ8_0, x.data(), q.data(), static_cast<int64_t>(x.size())).is_ok());
+  dsv4::quant::quantize_act_q8_0(x.data(), reinterpret_cast<dsv4::quant::BlockQ8_0*>(q.data()),
+                                 static_cast<int64_t>(x.size()));
   return q;
 }
 
@@ -111,6 +114,43 @@ TEST(Qdot32, QuantizeQ8_0MatchesReference) {
       }
     }
   }
+}
+
+// Fixture layout (little-endian): "Q80UPS1\0", u32 nblocks, f32 x[nblocks·32], nblocks ×
+// block_q8_0 (34 bytes) as written by upstream ggml-cpu's quantize_row_q8_0 (x86 AVX2 path).
+// The file quantizer (quant::quantize_row, = quantize_row_q8_0_ref) must differ from it on
+// some of these blocks, or the fixture would not tell the two apart.
+TEST(Qdot32, QuantizeQ8_0MatchesUpstreamFixture) {
+  const std::string path = std::string(DSV4_FIXTURES_DIR) + "/quant/q8_0_upstream.bin";
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  ASSERT_NE(f, nullptr) << path;
+  char magic[8] = {};
+  uint32_t nb = 0;
+  ASSERT_EQ(std::fread(magic, 1, 8, f), 8u);
+  ASSERT_EQ(std::fread(&nb, 4, 1, f), 1u);
+  ASSERT_EQ(std::memcmp(magic, "Q80UPS1", 8), 0);
+  ASSERT_GT(nb, 0u);
+  std::vector<float> x(static_cast<size_t>(nb) * 32);
+  std::vector<uint8_t> want(static_cast<size_t>(nb) * kQ8);
+  ASSERT_EQ(std::fread(x.data(), 4, x.size(), f), x.size());
+  ASSERT_EQ(std::fread(want.data(), 1, want.size(), f), want.size());
+  std::fclose(f);
+  const std::vector<uint8_t> ref = ref_quantize(x);
+  for (uint32_t b = 0; b < nb; ++b)
+    ASSERT_EQ(std::memcmp(&ref[b * kQ8], &want[b * kQ8], kQ8), 0) << "quantize_act_q8_0, block " << b;
+  for (int level : levels()) {
+    std::vector<uint8_t> got(want.size());
+    dsv4::backend::cpu::qdot_kernels(level).quantize_q8_0(x.data(), got.data(), static_cast<int64_t>(x.size()));
+    for (uint32_t b = 0; b < nb; ++b)
+      ASSERT_EQ(std::memcmp(&got[b * kQ8], &want[b * kQ8], kQ8), 0) << level_name(level) << ", block " << b;
+  }
+  std::vector<uint8_t> file(want.size());
+  ASSERT_TRUE(dsv4::quant::quantize_row(QType::kQ8_0, x.data(), file.data(), static_cast<int64_t>(x.size())));
+  int differ = 0;
+  for (uint32_t b = 0; b < nb; ++b) differ += std::memcmp(&file[b * kQ8], &want[b * kQ8], kQ8) != 0;
+  std::printf("[qdot32] file quantizer differs from upstream's activation quantizer on %d of %u blocks\n",
+              differ, nb);
+  EXPECT_GT(differ, 0);
 }
 
 // ---- weights ----------------------------------------------------------------------------------

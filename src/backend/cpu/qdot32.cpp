@@ -25,18 +25,7 @@ namespace {
 inline uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
 
 void quantize_q8_0_scalar(const float* x, void* dst, int64_t k) {
-  auto* out = static_cast<uint8_t*>(dst);
-  for (int64_t b = 0; b < k / 32; ++b, x += 32, out += sizeof(quant::BlockQ8_0)) {
-    float amax = 0.0f;
-    for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[j]));
-    const float d = amax / 127.0f;
-    const float id = (d != 0.0f) ? 1.0f / d : 0.0f;
-    const uint16_t dh = f32_to_fp16(d);
-    out[0] = static_cast<uint8_t>(dh & 0xFF);
-    out[1] = static_cast<uint8_t>(dh >> 8);
-    for (int j = 0; j < 32; ++j)
-      out[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::roundf(x[j] * id)));
-  }
+  quant::quantize_act_q8_0(x, static_cast<quant::BlockQ8_0*>(dst), k);
 }
 
 // Weight formats: block bytes, the 32 integer values of a block, its float scale.

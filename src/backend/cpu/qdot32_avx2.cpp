@@ -45,14 +45,7 @@ inline uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[
 DSV4_TARGET_BEGIN("avx2,fma,f16c")
 
 // ---- quantize_q8_0 -------------------------------------------------------------------------------
-inline __m256 round_half_away(__m256 v) {
-  const __m256 sign = _mm256_set1_ps(-0.0f);
-  const __m256 a = _mm256_andnot_ps(sign, v);
-  const __m256 f = _mm256_round_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  const __m256 up = _mm256_cmp_ps(_mm256_sub_ps(a, f), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-  const __m256 r = _mm256_add_ps(f, _mm256_and_ps(up, _mm256_set1_ps(1.0f)));
-  return _mm256_or_ps(r, _mm256_and_ps(v, sign));
-}
+// upstream ggml-cpu's x86 quantize_row_q8_0, byte for byte (quant::quantize_act_q8_0)
 
 void quantize_q8_0(const float* x, void* dst, int64_t k) {
   auto* out = static_cast<uint8_t*>(dst);
@@ -67,13 +60,15 @@ void quantize_q8_0(const float* x, void* dst, int64_t k) {
     h = _mm_max_ss(h, _mm_movehdup_ps(h));
     const float amax = _mm_cvtss_f32(h);
     const float d = amax / 127.0f;
-    const float id = (d != 0.0f) ? 1.0f / d : 0.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;  // upstream's x86 quantizer (act_quant.h)
     const uint16_t dh = f32_to_fp16(d);
     std::memcpy(out, &dh, 2);
     const __m256 s = _mm256_set1_ps(id);
     __m256i q[4];
-    for (int j = 0; j < 4; ++j) q[j] = _mm256_cvttps_epi32(round_half_away(_mm256_mul_ps(v[j], s)));
-    // int32 → int8 (|q| ≤ 127): packs interleave 128-bit lanes, the permute restores the order.
+    for (int j = 0; j < 4; ++j)
+      q[j] = _mm256_cvtps_epi32(
+          _mm256_round_ps(_mm256_mul_ps(v[j], s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    // int32 → int8 (saturating): packs interleave 128-bit lanes, the permute restores the order.
     const __m256i p16 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
     const __m256i p8 = _mm256_permutevar8x32_epi32(p16, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2), p8);

@@ -112,17 +112,7 @@ DSV4_TARGET_BEGIN("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
 
 #if DSV4_QDOT32_AVX512_PASS == 1  // (VNNI adds nothing to it)
 // ---- quantize_q8_0 -------------------------------------------------------------------------------
-// round half away from zero of v (|v| < 2^23), as std::roundf.
-inline __m512 round_half_away(__m512 v) {
-  const __m512 a = _mm512_abs_ps(v);
-  const __m512 f = _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  const __mmask16 up = _mm512_cmp_ps_mask(_mm512_sub_ps(a, f), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
-  const __m512 r = _mm512_mask_add_ps(f, up, f, _mm512_set1_ps(1.0f));
-  // sign of v back on (r ≥ 0): r | (v & −0.0)
-  return _mm512_castsi512_ps(_mm512_or_si512(
-      _mm512_castps_si512(r), _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN))));
-}
-
+// upstream ggml-cpu's x86 quantize_row_q8_0, byte for byte (quant::quantize_act_q8_0)
 void quantize_q8_0(const float* x, void* dst, int64_t k) {
   auto* out = static_cast<uint8_t*>(dst);
   for (int64_t b = 0; b < k / 32; ++b, x += 32, out += kQ8Bytes) {
@@ -133,12 +123,13 @@ void quantize_q8_0(const float* x, void* dst, int64_t k) {
     h = _mm_max_ps(h, _mm_movehl_ps(h, h));
     const float amax = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));  // max is order-free
     const float d = amax / 127.0f;
-    const float id = (d != 0.0f) ? 1.0f / d : 0.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;  // upstream's x86 quantizer (act_quant.h)
     const uint16_t dh = f32_to_fp16(d);
     std::memcpy(out, &dh, 2);
     const __m512 s = _mm512_set1_ps(id);
-    const __m512i q0 = _mm512_cvttps_epi32(round_half_away(_mm512_mul_ps(v0, s)));
-    const __m512i q1 = _mm512_cvttps_epi32(round_half_away(_mm512_mul_ps(v1, s)));
+    constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(v0, s), kRne));
+    const __m512i q1 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(v1, s), kRne));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2), _mm512_cvtsepi32_epi8(q0));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 18), _mm512_cvtsepi32_epi8(q1));
   }

@@ -4,7 +4,9 @@
 // to q8_0 for q8_0 / mxfp4 / iq4_nl weights and to q8_K for the K and IQ types. dsv4's CPU
 // backend does the same in its `act_quant = q8` mode (src/backend/cpu/qdot.h). These are the
 // scalar references; the SIMD versions are byte-identical to them.
-//   * q8_0: quant::quantize_row(QType::kQ8_0, …) (byte-identical to gguf-py's Q8_0 quantizer).
+//   * q8_0: quantize_act_q8_0 below (upstream's x86 CPU quantizer — not the file quantizer
+//     quant::quantize_row(QType::kQ8_0, …) = gguf-py / quantize_row_q8_0_ref, which differs from
+//     it in rare elements).
 //   * q8_K: quantize_act_q8_K below.
 #pragma once
 
@@ -27,6 +29,18 @@ ActFormat act_format_of(QType weight_type);
 // integer dot in format f multiplies the weights with. n a multiple of the block size (32 / 256).
 // For references and tests (allocates).
 void act_round_trip(ActFormat f, const float* x, float* y, int64_t n);
+
+// Upstream ggml-cpu's x86 quantize_row_q8_0 (ggml/src/ggml-cpu/arch/x86/quants.c, the AVX /
+// AVX2 path every x86-64 build with AVX runs for activations), per 32-element block:
+// amax = max |x|; d = amax/127 stored as fp16 (round to nearest even); id = 127/amax (0 when
+// amax = 0); qs[j] = x[j]·id rounded to nearest, ties to even, then converted as cvtps_epi32 +
+// saturating packs do (NaN or |v| ≥ 2^31 → −128, else clamped to [−128, 127]: only reached when
+// id overflows to inf, amax < 127/FLT_MAX, where d is 0 anyway). The file quantizer
+// (quantize_row_q8_0_ref: id = 1/d, ties away from zero) gives other bytes where x·id lies within
+// an ulp or two of a half: rarely, but each such element moves a dot product by one quantum.
+// Checked against upstream's own function (fixture tests/fixtures/quant/q8_0_upstream.bin,
+// scripts/fixtures/make_q8_0_fixture.sh). n a multiple of 32.
+void quantize_act_q8_0(const float* x, BlockQ8_0* y, int64_t n);
 
 // ggml's quantize_row_q8_K_ref (ggml/src/ggml-quants.c), per 256-element block: max = the
 // element of largest |x| (first one on ties); all zero → d = 0, qs = 0; else
