@@ -6,13 +6,17 @@
 // Prints the model summary and memory plan (weights, state per token, state at the chosen
 // context) to stderr, streams the generated text to stdout, then prompt and generation
 // tokens/s. --dump-logits writes the logits of every generated step (the prompt's last
-// position first) as a float32 .npy [steps][n_vocab], for tests.
+// position first) as a float32 .npy [steps][n_vocab], for tests. --dump-intermediates FILE
+// writes every named intermediate of the forward pass (forward.h Observer) as text lines
+// "name<TAB>layer<TAB>pos<TAB>v0 v1 …" (%.9g), for locating where two engines part.
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -85,6 +89,9 @@ int main(int argc, char** argv) {
                  "llama.cpp; default) or f32 (exact float32)")
       ->check(CLI::IsMember({"q8", "f32"}));
   app.add_option("--dump-logits", dump_logits, "write every step's logits as float32 .npy");
+  std::string dump_inter;
+  app.add_option("--dump-intermediates", dump_inter,
+                 "write the forward pass's named intermediates as text (name, layer, pos, values)");
   app.add_flag("--all-logits", all_logits,
                "with --dump-logits: the logits of every prompt position [n_prompt][n_vocab] (one "
                "prefill), then the generated steps' rows");
@@ -125,6 +132,17 @@ int main(int argc, char** argv) {
   }
   ops->set_act_quant(act_quant == "f32" ? dsv4::backend::ActQuant::kF32 : dsv4::backend::ActQuant::kQ8);
   dsv4::model::Forward fwd(m, *ops);
+  std::unique_ptr<FILE, int (*)(FILE*)> inter(nullptr, fclose);
+  if (!dump_inter.empty()) {
+    inter.reset(std::fopen(dump_inter.c_str(), "w"));
+    if (!inter) return fail(dsv4::Status(dsv4::ErrorCode::kIo, "cannot write " + dump_inter));
+    fwd.set_observer([f = inter.get()](const std::string& name, int layer, int64_t pos,
+                                       std::span<const float> v) {
+      fmt::print(f, "{}\t{}\t{}\t", name, layer, pos);
+      for (size_t i = 0; i < v.size(); ++i) fmt::print(f, "{}{:.9g}", i ? " " : "", v[i]);
+      fmt::print(f, "\n");
+    });
+  }
   dsv4::model::SequenceState st(m, dsv4::model::StateOptions{n_ctx, !raw_numerics});
   fmt::print(stderr, "model: {} layers (n_embd {}, {} heads x {}, {} experts x {} ({} used), vocab {})\n",
              h.n_layer, h.n_embd, h.n_head, h.head_dim, h.n_expert, h.n_ff_exp, h.n_expert_used, h.n_vocab);

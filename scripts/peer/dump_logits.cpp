@@ -8,7 +8,7 @@
 //   dump_logits -m MODEL.gguf -t TOKENS (.npy int32/int64/uint32, or a text file of ids separated by
 //               whitespace/commas) -o OUT.npy [--mode batch|chunked|token] [--chunk N]
 //               [--threads N] [--fa auto|on|off] [--kv f32|f16|bf16|q8_0] [--n-ctx N] [--verbose]
-//               [--dump-topk PREFIX] [--prefill P]
+//               [--dump-topk PREFIX] [--prefill P] [--dump-tensors NAMES --dump-prefix PREFIX]
 //
 // --dump-topk PREFIX: also capture, through the scheduler's eval callback, the lightning indexer's
 //   selections (graph tensor "lid_top_k-<il>", int32 indices into the layer's compressed rows) and its
@@ -16,6 +16,11 @@
 //   PREFIX.L<il>.topk.npy   int32 [n_tokens, top_k]   (-1 where the index points at a masked row)
 //   PREFIX.L<il>.score.npy  float32 [n_tokens, n_rows] (n_rows = n_tokens/4 rounded up; -inf = masked)
 //   Row r of both is position r. Slower (the graph is evaluated in pieces).
+//
+// --dump-tensors NAMES --dump-prefix PREFIX: NAMES a comma list of graph tensor base names (e.g.
+//   "kv,attn_norm,ffn_out"); every F32 graph tensor named "<base>-<il>" (il ≥ 0 or -1) is written,
+//   once per llama_decode call c, as PREFIX.<base>-<il>.<c>.npy, float32 [ne3, ne2, ne1, ne0]
+//   (contiguous copies; views are skipped). For locating the first op where two engines part.
 //
 // Modes:
 //   batch   : all tokens in one llama_decode (n_batch = n_ubatch = n_tokens), logits for all.
@@ -164,6 +169,24 @@ void write_npy(const std::string & path, const void * data, size_t nbytes, const
 
 bool g_verbose = false;
 
+void write_npy_nd(const std::string & path, const float * data, const int64_t * ne) {
+    std::string shape = "(" + std::to_string(ne[3]) + ", " + std::to_string(ne[2]) + ", " + std::to_string(ne[1]) +
+                        ", " + std::to_string(ne[0]) + ")";
+    std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+    while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+    header += '\n';
+    FILE * f = std::fopen(path.c_str(), "wb");
+    if (!f) die("cannot write " + path);
+    const unsigned char magic[8] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
+    std::fwrite(magic, 1, 8, f);
+    const uint16_t hl = static_cast<uint16_t>(header.size());
+    std::fwrite(&hl, 2, 1, f);
+    std::fwrite(header.data(), 1, header.size(), f);
+    const size_t n = static_cast<size_t>(ne[0] * ne[1] * ne[2] * ne[3]);
+    if (std::fwrite(data, sizeof(float), n, f) != n) die("short write to " + path);
+    std::fclose(f);
+}
+
 // Indexer capture: per layer, rows appended in decode order (= position order, one sequence).
 struct topk_capture {
     std::map<int, std::vector<std::vector<int32_t>>> topk;   // il -> per position indices
@@ -181,7 +204,44 @@ bool name_is(const char * name, const char * prefix) {
     return true;
 }
 
+// Generic capture (--dump-tensors).
+struct tensor_capture {
+    std::vector<std::string> bases;
+    std::string prefix;
+    int call = 0;
+};
+tensor_capture g_tcap;
+
+bool tcap_wants(const char * name) {
+    for (const auto & b : g_tcap.bases) {
+        const std::string p = b + "-";
+        if (std::strncmp(name, p.c_str(), p.size()) != 0) continue;
+        const char * c = name + p.size();
+        if (*c == '-') ++c;
+        if (*c == '\0') continue;
+        bool digits = true;
+        for (; *c; ++c) digits = digits && *c >= '0' && *c <= '9';
+        if (digits) return true;
+    }
+    return false;
+}
+
+void write_npy_nd(const std::string & path, const float * data, const int64_t * ne);
+
 bool eval_cb(struct ggml_tensor * t, bool ask, void * ud) {
+    if (!g_tcap.bases.empty() && tcap_wants(t->name)) {
+        if (ask) return true;
+        if (t->type == GGML_TYPE_F32 && ggml_is_contiguous(t)) {
+            std::vector<float> buf(ggml_nelements(t));
+            ggml_backend_tensor_get(t, buf.data(), 0, buf.size() * sizeof(float));
+            write_npy_nd(g_tcap.prefix + "." + t->name + "." + std::to_string(g_tcap.call) + ".npy", buf.data(), t->ne);
+        } else if (g_verbose) {
+            std::fprintf(stderr, "dump_logits: skip %s (%s, contiguous %d)\n", t->name, ggml_type_name(t->type),
+                         ggml_is_contiguous(t) ? 1 : 0);
+        }
+        return true;
+    }
+    if (ud == nullptr) return !ask;  // --dump-tensors alone: nothing else to capture
     const bool is_topk = name_is(t->name, "lid_top_k-");
     const bool is_score = name_is(t->name, "lid_score_masked-");
     if (ask) return is_topk || is_score;
@@ -252,6 +312,11 @@ int main(int argc, char ** argv) {
         else if (a == "--n-ctx") n_ctx_arg = std::atoi(next().c_str());
         else if (a == "--verbose") g_verbose = true;
         else if (a == "--dump-topk") topk_prefix = next();
+        else if (a == "--dump-tensors") {
+            std::stringstream ss(next());
+            for (std::string b; std::getline(ss, b, ',');) if (!b.empty()) g_tcap.bases.push_back(b);
+        }
+        else if (a == "--dump-prefix") g_tcap.prefix = next();
         else die("unknown argument " + a);
     }
     if (model_path.empty() || tokens_path.empty() || out_path.empty()) {
@@ -302,6 +367,10 @@ int main(int argc, char ** argv) {
     if (!topk_prefix.empty()) {
         cp.cb_eval = eval_cb;
         cp.cb_eval_user_data = &cap;
+    } else if (!g_tcap.bases.empty()) {
+        if (g_tcap.prefix.empty()) die("--dump-tensors needs --dump-prefix");
+        cp.cb_eval = eval_cb;
+        cp.cb_eval_user_data = nullptr;
     }
     llama_context * ctx = llama_init_from_model(model, cp);
     if (!ctx) die("failed to create context");
@@ -326,6 +395,7 @@ int main(int argc, char ** argv) {
             batch.logits[j] = 1;
         }
         const int rc = llama_decode(ctx, batch);
+        ++g_tcap.call;
         if (rc != 0) die("llama_decode failed rc=" + std::to_string(rc) + " at position " + std::to_string(start));
         for (int j = 0; j < m; ++j) {
             const float * lg = llama_get_logits_ith(ctx, j);
