@@ -23,10 +23,12 @@ INPUT_OF = {"kv_unrounded": "attn_norm", "moe_out": "ffn_norm"}
 
 
 def q8_0(x):
+    """q8_0 blocks of x: (values, x·id, fp16 scale d)."""
     x = x.reshape(-1, 32).astype(np.float32)
     amax = np.abs(x).max(1, keepdims=True)
     inv = np.where(amax != 0, np.float32(127) / np.where(amax != 0, amax, 1), 0).astype(np.float32)
-    return np.rint((x * inv).astype(np.float32)).astype(np.int32), (x * inv).astype(np.float32)
+    d = (amax / np.float32(127)).astype(np.float16)
+    return np.rint((x * inv).astype(np.float32)).astype(np.int32), (x * inv).astype(np.float32), d
 
 
 def main():
@@ -42,6 +44,7 @@ def main():
         name, layer, pos, vals = line.rstrip("\n").split("\t")
         ours[(name, int(layer))][int(pos)] = np.array(vals.split(), dtype=np.float64)
     first = None
+    starts = []  # (layer, ours name, first position) of each projection output that diverges
     for layer in range(a.layers):
         found = False
         for on, un in PAIRS:
@@ -60,31 +63,36 @@ def main():
                   f"first > {a.eps:.0e} at {p0}")
             if p0 >= 0 and (first is None or (p0, layer) < (first[0], first[1])):
                 first = (p0, layer, on)
+            if p0 >= 0 and on in INPUT_OF:
+                starts.append((layer, on, p0))
         if not found:
             break
     if first is None:
         print("no divergence above eps")
         return
-    p0, layer, on = first
-    print(f"earliest: position {p0}, layer {layer}, {on}")
-    src = INPUT_OF.get(on)
-    if src is None:
-        print(f"({on} is not a projection output this script checks the input rounding of)")
-        return
-    u = np.load(f"{a.up_prefix}.{src}-{layer}.0.npy").astype(np.float32).reshape(a.n, -1)[p0]
-    o = ours[(src, layer)][p0].astype(np.float32)
-    qo, vo = q8_0(o)
-    qu, vu = q8_0(u)
-    rel = np.max(np.abs(o - u)) / np.max(np.abs(u))
-    diff = np.argwhere(qo != qu)
-    msg = f"its input {src} (L{layer}, position {p0}): ours and upstream's differ by {rel:.1e} (max, relative); "
-    if len(diff):
-        b, j = diff[0]
-        msg += (f"{len(diff)} q8_0 element(s) round differently, e.g. block {b} element {j}: "
-                f"x·id = {vo[b, j]:.7f} (ours) vs {vu[b, j]:.7f} (upstream) -> {qo[b, j]} vs {qu[b, j]}")
-    else:
-        msg += "its q8_0 rounding agrees (the flip is further in: the MoE's h, or a selection)"
-    print(msg)
+    print(f"earliest: position {first[0]}, layer {first[1]}, {first[2]}")
+    for layer, on, p0 in starts:
+        src = INPUT_OF[on]
+        u = np.load(f"{a.up_prefix}.{src}-{layer}.0.npy").astype(np.float32).reshape(a.n, -1)[p0]
+        o = ours[(src, layer)][p0].astype(np.float32)
+        qo, vo, do = q8_0(o)
+        qu, vu, du = q8_0(u)
+        rel = np.max(np.abs(o - u)) / np.max(np.abs(u))
+        diff = np.argwhere(qo != qu)
+        dd = np.flatnonzero(do != du)
+        msg = (f"L{layer} {on} first diverges at {p0}; its input {src} there: ours and upstream's "
+               f"differ by {rel:.1e} (max, relative); ")
+        if len(dd):
+            b = dd[0]
+            msg += (f"{len(dd)} block scale(s) round to another fp16, e.g. block {b}: "
+                    f"d = {float(do[b, 0])!r} (ours) vs {float(du[b, 0])!r} (upstream); ")
+        if len(diff):
+            b, j = diff[0]
+            msg += (f"{len(diff)} q8_0 element(s) round differently, e.g. block {b} element {j}: "
+                    f"x·id = {vo[b, j]:.7f} (ours) vs {vu[b, j]:.7f} (upstream) -> {qo[b, j]} vs {qu[b, j]}")
+        elif not len(dd):
+            msg += "its q8_0 rounding agrees (the flip is further in: the MoE's h, or a selection)"
+        print(msg)
 
 
 if __name__ == "__main__":
