@@ -278,10 +278,10 @@ std::vector<float> guarded_call(QDotTileFn fn, const Matrix& m, int r0, int nr,
   return res;
 }
 
-void check_type(const Case& c, int level, int64_t k, bool extreme, std::mt19937& rng) {
-  const QDotKernels& kt = dsv4::backend::cpu::qdot_kernels(level);
+void check_type(const Case& c, const QDotKernels& kt, const std::string& label, int64_t k, bool extreme,
+                std::mt19937& rng) {
   const QDotTileFn fn = kt.*(c.fn);
-  ASSERT_NE(fn, nullptr) << c.name << " at " << level_name(level);
+  ASSERT_NE(fn, nullptr) << c.name << " at " << label;
   constexpr int kRows = 6, kTok = 6;
   const Matrix m = make_weights(rng, c.type, k, kRows, extreme);
   // mxfp4 with e up to 255 (scale 2^127): activations ~1e-3 keep every sum finite.
@@ -301,7 +301,7 @@ void check_type(const Case& c, int level, int64_t k, bool extreme, std::mt19937&
     kt.prepare(c.type, v.data(), k, xps.back().data());
   }
   for (auto& v : xps) xq.push_back(v.data());
-  const std::string what = std::string(c.name) + " " + level_name(level) + " k=" + std::to_string(k) +
+  const std::string what = std::string(c.name) + " " + label + " k=" + std::to_string(k) +
                            (extreme ? " extreme" : "");
 
   // (ii) accuracy of each single (row, token), from 1×1 calls.
@@ -345,39 +345,59 @@ void check_type(const Case& c, int level, int64_t k, bool extreme, std::mt19937&
   }
 }
 
-// The avx512 level's SIMD prepare writes exactly the bytes of its scalar reference, both lane
-// orders (q8_0: natural; mxfp4 / iq4_nl: split), even and odd block counts.
-TEST(Qdot32, PreparedActivationsEqualScalarReference) {
+// The avx512 level's tables: the one CpuOps uses (mxfp4 in quads where the CPU has VBMI) and,
+// on such CPUs, the block-pair mxfp4 table other VNNI CPUs get.
+std::vector<std::pair<std::string, QDotKernels>> avx512_tables() {
+  std::vector<std::pair<std::string, QDotKernels>> v;
   const QDotKernels& kt = dsv4::backend::cpu::qdot_kernels(2);
-  const auto ref = dsv4::backend::cpu::qdot32_pairs_prepare_reference();
-  if (kt.prepare == nullptr || ref == nullptr) GTEST_SKIP() << "no prepared activations at this level/CPU";
+  v.emplace_back(kt.mxfp4_quads ? "avx512 (vnni, mxfp4 quads)" : "avx512", kt);
+  if (kt.mxfp4_quads) {
+    QDotKernels pairs = kt;
+    dsv4::backend::cpu::fill_qdot32_pairs_avx512(pairs, false);
+    v.emplace_back("avx512 (vnni, mxfp4 pairs)", pairs);
+  }
+  return v;
+}
+
+// The avx512 level's SIMD prepare writes exactly the bytes of its scalar reference, every lane
+// order (q8_0: natural; mxfp4 / iq4_nl: split; mxfp4 quads), block counts with every tail.
+TEST(Qdot32, PreparedActivationsEqualScalarReference) {
+  if (!dsv4::backend::simd_level_supported(SimdLevel::kAvx512)) GTEST_SKIP() << "no avx512";
   std::mt19937 rng(7);
-  for (QType t : {QType::kQ8_0, QType::kMXFP4, QType::kIQ4_NL}) {
-    for (int64_t k : {32, 64, 32 * 7, 4096}) {
-      const std::vector<uint8_t> xq = ref_quantize(activation_row(rng, k, 1.0f));
-      const size_t pb = kt.prepared_bytes(t, k);
-      ASSERT_GT(pb, 0u);
-      std::vector<uint8_t> a(pb, 0xAB), b(pb, 0xCD);
-      kt.prepare(t, xq.data(), k, a.data());
-      ref(t, xq.data(), k, b.data());
-      EXPECT_EQ(a, b) << "k=" << k;
+  for (const auto& [label, kt] : avx512_tables()) {
+    const auto ref = dsv4::backend::cpu::qdot32_pairs_prepare_reference(kt.mxfp4_quads);
+    if (kt.prepare == nullptr || ref == nullptr) GTEST_SKIP() << "no prepared activations at this level/CPU";
+    for (QType t : {QType::kQ8_0, QType::kMXFP4, QType::kIQ4_NL}) {
+      for (int64_t k : {32, 64, 96, 128, 32 * 5, 32 * 7, 4096}) {
+        const std::vector<uint8_t> xq = ref_quantize(activation_row(rng, k, 1.0f));
+        const size_t pb = kt.prepared_bytes(t, k);
+        ASSERT_GT(pb, 0u);
+        std::vector<uint8_t> a(pb, 0xAB), b(pb, 0xCD);
+        kt.prepare(t, xq.data(), k, a.data());
+        ref(t, xq.data(), k, b.data());
+        EXPECT_EQ(a, b) << label << " k=" << k;
+      }
     }
   }
 }
 
 TEST(Qdot32, TilesAccurateAndDeterministic) {
   std::mt19937 rng(42);
+  std::vector<std::pair<std::string, QDotKernels>> tables;
   for (int level : levels()) {
+    if (level == 2) {
+      for (auto& t : avx512_tables()) tables.push_back(t);
+    } else {
+      tables.emplace_back(level_name(level), dsv4::backend::cpu::qdot_kernels(level));
+    }
+  }
+  for (const auto& [label, kt] : tables) {
     for (const Case& c : kCases) {
-      bool vnni = false;  // the avx512 level picks its VNNI kernels when the CPU has it
-#if defined(__x86_64__)
-      vnni = level == 2 && __builtin_cpu_supports("avx512vnni");
-#endif
-      std::printf("[qdot32] %s tile at level %s%s\n", c.name, level_name(level), vnni ? " (vnni)" : "");
-      for (int64_t k : {32, 64, 32 * 7, 2048, 4096}) {
+      std::printf("[qdot32] %s tile at level %s\n", c.name, label.c_str());
+      for (int64_t k : {32, 64, 96, 32 * 5, 32 * 7, 2048, 4096}) {
         for (bool extreme : {false, true}) {
           if (extreme && c.type == QType::kIQ4_NL) continue;
-          check_type(c, level, k, extreme, rng);
+          check_type(c, kt, label, k, extreme, rng);
           if (HasFatalFailure()) return;
         }
       }

@@ -67,6 +67,7 @@ struct QDotKernels {
   // prepared activations (both nullptr: none at this level)
   PrepareActFn prepare = nullptr;
   PreparedBytesFn prepared_bytes = nullptr;
+  bool mxfp4_quads = false;  // mxfp4 prepared and computed four blocks per step (qdot32_pairs.cpp)
 };
 
 // Per level (0 scalar, 1 avx2, 2 avx512; the SimdLevel values): each part fills its entries.
@@ -78,10 +79,12 @@ void fill_qdotK_scalar(QDotKernels& k);   // quantize_q8_K, q2_K, q4_K, iq2_xxs
 void fill_qdotK_avx2(QDotKernels& k);
 void fill_qdotK_avx512(QDotKernels& k);
 // AVX-512 VNNI block-pair kernels for q8_0 / mxfp4 / iq4_nl over prepared activations
-// (qdot32_pairs.cpp); replace fill_qdot32_avx512's entries when the CPU has VNNI.
-void fill_qdot32_pairs_avx512(QDotKernels& k);
-// The scalar form of that level's prepare (the reference its SIMD prepare is tested against).
-PrepareActFn qdot32_pairs_prepare_reference();
+// (qdot32_pairs.cpp); replace fill_qdot32_avx512's entries when the CPU has VNNI. mxfp4_quads:
+// mxfp4 four blocks per step where the CPU also has AVX512-VBMI (sets k.mxfp4_quads; false:
+// the block-pair mxfp4 kernel, for tests on such CPUs).
+void fill_qdot32_pairs_avx512(QDotKernels& k, bool mxfp4_quads = true);
+// The scalar form of that table's prepare (the reference its SIMD prepare is tested against).
+PrepareActFn qdot32_pairs_prepare_reference(bool mxfp4_quads);
 
 // The table of a level (filled once; x86-only levels are empty tables elsewhere).
 const QDotKernels& qdot_kernels(int level);

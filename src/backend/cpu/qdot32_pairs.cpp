@@ -61,6 +61,12 @@ size_t prepared_bytes(QType wtype, int64_t k) {
   if (wtype != QType::kQ8_0 && !split_order(wtype)) return 0;
   return static_cast<size_t>((k / 32 + 1) / 2) * kPairBytes;
 }
+// With MXFP4 quads (see "MXFP4 quads" below): 256 bytes per 4 blocks for mxfp4.
+constexpr size_t kQuadBytes = 256;  // 64 + 64 int8, 16 int32 nc, 16 float scales
+size_t prepared_bytes_quads(QType wtype, int64_t k) {
+  if (wtype == QType::kMXFP4) return static_cast<size_t>((k / 32 + 3) / 4) * kQuadBytes;
+  return prepared_bytes(wtype, k);
+}
 
 // Scalar (runs once per activation row per op call).
 void prepare(QType wtype, const void* xq, int64_t k, void* dst) {
@@ -91,6 +97,41 @@ void prepare(QType wtype, const void* xq, int64_t k, void* dst) {
     std::memcpy(out, qs, 64);
     std::memcpy(out + 64, nc, 64);
     std::memcpy(out + 128, sc, 64);
+  }
+}
+
+// Scalar, MXFP4 quads: per quad q (blocks 4q .. 4q+3; missing blocks zero) XA = elements 0..15
+// of block 4q+g in 128-bit lane g, XB = elements 16..31; nc lane l = −128 · (Σ of XA's and XB's
+// 4 values in lane l); scale lane l = d of block 4q + l/4. Other types: prepare().
+void prepare_quads(QType wtype, const void* xq, int64_t k, void* dst) {
+  if (wtype != QType::kMXFP4) return prepare(wtype, xq, k, dst);
+  const auto* xb = static_cast<const uint8_t*>(xq);
+  auto* out = static_cast<uint8_t*>(dst);
+  const int64_t nb = k / 32, nq = (nb + 3) / 4;
+  for (int64_t q = 0; q < nq; ++q, out += kQuadBytes) {
+    int8_t xa[64] = {}, xbv[64] = {};
+    int32_t nc[16] = {};
+    float sc[16] = {};
+    for (int g = 0; g < 4; ++g) {
+      const int64_t b = 4 * q + g;
+      if (b >= nb) break;
+      quant::BlockQ8_0 blk;
+      std::memcpy(&blk, xb + static_cast<size_t>(b) * kQ8, kQ8);
+      for (int j = 0; j < 16; ++j) {
+        xa[16 * g + j] = blk.qs[j];
+        xbv[16 * g + j] = blk.qs[16 + j];
+      }
+      for (int j = 0; j < 4; ++j) sc[4 * g + j] = fp16_to_f32(blk.d);
+    }
+    for (int l = 0; l < 16; ++l) {
+      int32_t sum = 0;
+      for (int j = 0; j < 4; ++j) sum += xa[4 * l + j] + xbv[4 * l + j];
+      nc[l] = -128 * sum;
+    }
+    std::memcpy(out, xa, 64);
+    std::memcpy(out + 64, xbv, 64);
+    std::memcpy(out + 128, nc, 64);
+    std::memcpy(out + 192, sc, 64);
   }
 }
 
@@ -279,11 +320,148 @@ void tile(const uint8_t* w, size_t row_bytes, int nr, const void* const* xq, int
 
 DSV4_TARGET_END()
 
+// ---- MXFP4 quads (CPUs with AVX512-VBMI as well) -----------------------------------------------
+// Four blocks per step instead of two: one 64-byte load (+ a 4-byte masked one) holds blocks
+// 4q .. 4q+3 of a row (17 bytes each: e, 16 nibble bytes); vpermt2b gathers their 64 nibble
+// bytes, two pshufb give XA-order low and XB-order high values (+128), and vpermb puts each
+// block's exponent e in the int32 lanes it owns. Per (row, token) and quad: two vpdpbusd into one
+// accumulator, one conversion, one vscalefps and one FMA — half the float work and about half the
+// unpacking of the block pairs per weight byte.
+// Numerics (all kernels of a table with mxfp4_quads): per quad, lane l (block 4q + l/4, elements
+// 4(l%4) .. +3 and 16 + 4(l%4) .. +3) S = Σ of its 8 products w·x, exact (nc cancels the +128
+// bias); acc = fma(float(S), scalef(dx, e − 128), acc) (= dx · 2^(e−128) = dx · e8m0_to_f32_half(e),
+// one rounding); quads in increasing order; out = hsum16(acc).
+DSV4_TARGET_BEGIN("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")
+
+void prepare_quads_avx512(QType wtype, const void* xq, int64_t k, void* dst) {
+  if (wtype != QType::kMXFP4) return prepare_avx512(wtype, xq, k, dst);
+  const auto* xb = static_cast<const uint8_t*>(xq);
+  auto* out = static_cast<uint8_t*>(dst);
+  const int64_t nb = k / 32, nq = (nb + 3) / 4;
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (int64_t q = 0; q < nq; ++q, out += kQuadBytes) {
+    __m128i a[4], b[4];
+    alignas(64) float sc[16];
+    for (int g = 0; g < 4; ++g) {
+      const int64_t blk = 4 * q + g;
+      const uint8_t* p = xb + static_cast<size_t>(blk) * kQ8;
+      const bool has = blk < nb;
+      a[g] = has ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)) : _mm_setzero_si128();
+      b[g] = has ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 18)) : _mm_setzero_si128();
+      const float d = has ? _cvtsh_ss(rd16(p)) : 0.0f;
+      for (int j = 0; j < 4; ++j) sc[4 * g + j] = d;
+    }
+    __m512i XA = _mm512_castsi128_si512(a[0]), XB = _mm512_castsi128_si512(b[0]);
+    for (int g = 1; g < 4; ++g) {
+      XA = _mm512_inserti32x4(XA, a[g], g);
+      XB = _mm512_inserti32x4(XB, b[g], g);
+    }
+    const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, XA), ones, XB);
+    _mm512_storeu_si512(out, XA);
+    _mm512_storeu_si512(out + 64, XB);
+    _mm512_storeu_si512(out + 128, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)));
+    _mm512_storeu_ps(reinterpret_cast<float*>(out + 192), _mm512_load_ps(sc));
+  }
+}
+
+struct QuadConsts {
+  __m512i tbl, qidx, eidx, m4;
+  __m512 bias;
+};
+inline QuadConsts quad_consts() {
+  alignas(64) uint8_t qi[64], ei[64];
+  for (int i = 0; i < 64; ++i) {
+    qi[i] = static_cast<uint8_t>(17 * (i / 16) + 1 + i % 16);  // < 68: bit 6 picks the 2nd source
+    ei[i] = static_cast<uint8_t>(17 * (i / 16));               // byte 0 of lane l ← e of block l/4
+  }
+  return {table_plus128(quant::kKvaluesMxfp4), _mm512_load_si512(qi), _mm512_load_si512(ei),
+          _mm512_set1_epi8(0x0F), _mm512_set1_ps(-128.0f)};
+}
+
+// One quad of NR rows × NT tokens; w at block 4q of row 0, 68 readable bytes per row.
+template <int NR, int NT>
+inline __attribute__((always_inline)) void quad_step(const uint8_t* w, size_t row_bytes,
+                                                     const uint8_t* const* x, size_t xoff,
+                                                     const QuadConsts& c, __m512 (&acc)[NR][NT]) {
+  __m512i xa[NT], xbv[NT], nc[NT];
+  __m512 dx[NT];
+  DSV4_UNROLL for (int t = 0; t < NT; ++t) {
+    const uint8_t* xp = x[t] + xoff;
+    xa[t] = _mm512_loadu_si512(xp);
+    xbv[t] = _mm512_loadu_si512(xp + 64);
+    nc[t] = _mm512_loadu_si512(xp + 128);
+    dx[t] = _mm512_loadu_ps(reinterpret_cast<const float*>(xp + 192));
+  }
+  DSV4_UNROLL for (int i = 0; i < NR; ++i) {
+    const uint8_t* wb = w + static_cast<size_t>(i) * row_bytes;
+    const __m512i v0 = _mm512_loadu_si512(wb);
+    const __m512i v1 = _mm512_maskz_loadu_epi8(0xF, wb + 64);
+    const __m512i qs = _mm512_permutex2var_epi8(v0, c.qidx, v1);
+    const __m512i lo = _mm512_shuffle_epi8(c.tbl, _mm512_and_si512(qs, c.m4));
+    const __m512i hi = _mm512_shuffle_epi8(c.tbl, _mm512_and_si512(_mm512_srli_epi16(qs, 4), c.m4));
+    const __m512 ex = _mm512_add_ps(
+        _mm512_cvtepi32_ps(_mm512_maskz_permutexvar_epi8(0x1111111111111111ull, c.eidx, v0)), c.bias);
+    DSV4_UNROLL for (int t = 0; t < NT; ++t) {
+      const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(nc[t], lo, xa[t]), hi, xbv[t]);
+      acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_scalef_ps(dx[t], ex), acc[i][t]);
+    }
+  }
+}
+
+template <int NR, int NT>
+void quad_tile_t(const uint8_t* w, size_t row_bytes, const void* const* xq, int64_t k, float* out, int64_t ldo) {
+  constexpr size_t kB = sizeof(quant::BlockMXFP4);
+  const int64_t nb = k / 32, full = nb / 4;
+  const QuadConsts c = quad_consts();
+  const uint8_t* x[NT];
+  DSV4_UNROLL for (int t = 0; t < NT; ++t) x[t] = static_cast<const uint8_t*>(xq[t]);
+  __m512 acc[NR][NT];
+  DSV4_UNROLL for (int i = 0; i < NR; ++i) {
+    DSV4_UNROLL for (int t = 0; t < NT; ++t) acc[i][t] = _mm512_setzero_ps();
+  }
+  for (int64_t q = 0; q < full; ++q)
+    quad_step<NR, NT>(w + static_cast<size_t>(4 * q) * kB, row_bytes, x, static_cast<size_t>(q) * kQuadBytes, c, acc);
+  if (nb % 4 != 0) {  // tail: the last 1-3 blocks and zero blocks (their prepared values are zero)
+    alignas(64) uint8_t pad[NR][4 * kB + 60];
+    std::memset(pad, 0, sizeof pad);
+    const size_t tail = static_cast<size_t>(nb % 4) * kB;
+    DSV4_UNROLL for (int i = 0; i < NR; ++i)
+      std::memcpy(pad[i], w + static_cast<size_t>(i) * row_bytes + static_cast<size_t>(4 * full) * kB, tail);
+    quad_step<NR, NT>(&pad[0][0], sizeof pad[0], x, static_cast<size_t>(full) * kQuadBytes, c, acc);
+  }
+  DSV4_UNROLL for (int i = 0; i < NR; ++i) {
+    DSV4_UNROLL for (int t = 0; t < NT; ++t) out[static_cast<int64_t>(t) * ldo + i] = hsum16(acc[i][t]);
+  }
+}
+
+template <int NR>
+void quad_tile_r(const uint8_t* w, size_t row_bytes, const void* const* xq, int nt, int64_t k, float* out,
+                 int64_t ldo) {
+  switch (nt) {
+    case 1: return quad_tile_t<NR, 1>(w, row_bytes, xq, k, out, ldo);
+    case 2: return quad_tile_t<NR, 2>(w, row_bytes, xq, k, out, ldo);
+    case 3: return quad_tile_t<NR, 3>(w, row_bytes, xq, k, out, ldo);
+    default: return quad_tile_t<NR, 4>(w, row_bytes, xq, k, out, ldo);
+  }
+}
+
+void mxfp4_quad_tile(const uint8_t* w, size_t row_bytes, int nr, const void* const* xq, int nt, int64_t k,
+                     float* out, int64_t ldo) {
+  switch (nr) {
+    case 1: return quad_tile_r<1>(w, row_bytes, xq, nt, k, out, ldo);
+    case 2: return quad_tile_r<2>(w, row_bytes, xq, nt, k, out, ldo);
+    case 3: return quad_tile_r<3>(w, row_bytes, xq, nt, k, out, ldo);
+    default: return quad_tile_r<4>(w, row_bytes, xq, nt, k, out, ldo);
+  }
+}
+
+DSV4_TARGET_END()
+
 }  // namespace
 
-PrepareActFn qdot32_pairs_prepare_reference() { return prepare; }
+PrepareActFn qdot32_pairs_prepare_reference(bool mxfp4_quads) { return mxfp4_quads ? prepare_quads : prepare; }
 
-void fill_qdot32_pairs_avx512(QDotKernels& k) {
+void fill_qdot32_pairs_avx512(QDotKernels& k, bool mxfp4_quads) {
   if (!__builtin_cpu_supports("avx512vnni") || !__builtin_cpu_supports("avx512bw") ||
       !__builtin_cpu_supports("avx512vl"))
     return;
@@ -292,6 +470,13 @@ void fill_qdot32_pairs_avx512(QDotKernels& k) {
   k.iq4_nl = tile<PIq4nl>;
   k.prepare = prepare_avx512;
   k.prepared_bytes = prepared_bytes;
+  k.mxfp4_quads = false;
+  if (mxfp4_quads && __builtin_cpu_supports("avx512vbmi")) {
+    k.mxfp4 = mxfp4_quad_tile;
+    k.prepare = prepare_quads_avx512;
+    k.prepared_bytes = prepared_bytes_quads;
+    k.mxfp4_quads = true;
+  }
 }
 
 }  // namespace dsv4::backend::cpu
@@ -299,8 +484,8 @@ void fill_qdot32_pairs_avx512(QDotKernels& k) {
 #else  // not x86-64
 
 namespace dsv4::backend::cpu {
-void fill_qdot32_pairs_avx512(QDotKernels&) {}
-PrepareActFn qdot32_pairs_prepare_reference() { return nullptr; }
+void fill_qdot32_pairs_avx512(QDotKernels&, bool) {}
+PrepareActFn qdot32_pairs_prepare_reference(bool) { return nullptr; }
 }  // namespace dsv4::backend::cpu
 
 #endif
