@@ -26,6 +26,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -402,6 +404,100 @@ TEST(Qdot32, TilesAccurateAndDeterministic) {
         }
       }
     }
+  }
+}
+
+// ---- bf16 × bf16 (qdot_bf16.cpp, CPUs with AVX512-BF16) ----------------------------------------
+// (a) bit-equal to upstream's ggml_vec_dot_bf16 on its fixture (tests/fixtures/quant/
+//     bf16_dot_upstream.bin, scripts/fixtures/make_bf16dot_fixture.sh; vdpbf16ps path);
+// (b) quantize_bf16 bytes == f32_to_bf16 of every value (NaN, ±inf, ties);
+// (c) every (row, token) of every tile shape equal to the 1 × 1 call, nothing written outside,
+//     and within (k + 8)·2^-24·Σ|w·x| of the float64 dot (vdpbf16ps: exact products, one
+//     rounding per add; inputs here are normal, so its flush-to-zero never acts).
+TEST(Qdot32, Bf16MatchesUpstreamFixture) {
+  const QDotKernels& kt = dsv4::backend::cpu::qdot_kernels(2);
+  if (kt.bf16 == nullptr) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
+  const std::string path = std::string(DSV4_FIXTURES_DIR) + "/quant/bf16_dot_upstream.bin";
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  ASSERT_NE(f, nullptr) << path;
+  char magic[8] = {};
+  uint32_t nc = 0;
+  ASSERT_EQ(std::fread(magic, 1, 8, f), 8u);
+  ASSERT_EQ(std::fread(&nc, 4, 1, f), 1u);
+  ASSERT_EQ(std::memcmp(magic, "BF16DOT1", 8), 0);
+  for (uint32_t c = 0; c < nc; ++c) {
+    uint32_t k = 0;
+    ASSERT_EQ(std::fread(&k, 4, 1, f), 1u);
+    std::vector<uint16_t> w(k), x(k);
+    float want = 0.0f;
+    ASSERT_EQ(std::fread(w.data(), 2, k, f), k);
+    ASSERT_EQ(std::fread(x.data(), 2, k, f), k);
+    ASSERT_EQ(std::fread(&want, 4, 1, f), 1u);
+    const void* xp[1] = {x.data()};
+    float got = 0.0f;
+    kt.bf16(reinterpret_cast<const uint8_t*>(w.data()), 2 * k, 1, xp, 1, k, &got, 1);
+    EXPECT_EQ(bits(got), bits(want)) << "case " << c << " k=" << k << " got " << got << " want " << want;
+  }
+  std::fclose(f);
+}
+
+TEST(Qdot32, Bf16TilesAccurateAndDeterministic) {
+  const QDotKernels& kt = dsv4::backend::cpu::qdot_kernels(2);
+  if (kt.bf16 == nullptr) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
+  // (b)
+  const float specials[] = {0.0f, -0.0f, 1.0f, 1.00390625f, 1.01171875f, -3.3e38f, 1e-40f,
+                            std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN(), 1.0e38f, 65504.0f};
+  std::vector<float> sx(std::begin(specials), std::end(specials));
+  std::mt19937 rng(99);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (int i = 0; i < 100; ++i) sx.push_back(nd(rng));
+  std::vector<uint16_t> q(sx.size());
+  kt.quantize_bf16(sx.data(), q.data(), static_cast<int64_t>(sx.size()));
+  for (size_t i = 0; i < sx.size(); ++i) EXPECT_EQ(q[i], dsv4::f32_to_bf16(sx[i])) << "value " << sx[i];
+  // (c)
+  constexpr int kRows = 6, kTok = 6;
+  for (int64_t k : {32, 64, 96, 160, 4096}) {
+    std::vector<uint16_t> w(static_cast<size_t>(kRows * k)), x(static_cast<size_t>(kTok * k));
+    for (auto& v : w) v = dsv4::f32_to_bf16(nd(rng));
+    for (auto& v : x) v = dsv4::f32_to_bf16(nd(rng));
+    const size_t rb = static_cast<size_t>(2 * k);
+    std::vector<const void*> xp;
+    for (int t = 0; t < kTok; ++t) xp.push_back(x.data() + t * k);
+    const auto* wb = reinterpret_cast<const uint8_t*>(w.data());
+    float single[kRows][kTok];
+    for (int r = 0; r < kRows; ++r)
+      for (int t = 0; t < kTok; ++t) {
+        kt.bf16(wb + r * rb, rb, 1, xp.data() + t, 1, k, &single[r][t], 1);
+        double ref = 0.0, mag = 0.0;
+        for (int64_t j = 0; j < k; ++j) {
+          const double p = static_cast<double>(dsv4::bf16_to_f32(w[r * k + j])) * dsv4::bf16_to_f32(x[t * k + j]);
+          ref += p;
+          mag += std::fabs(p);
+        }
+        ASSERT_LE(std::fabs(single[r][t] - ref), static_cast<double>(k + 8) * std::ldexp(1.0, -24) * mag)
+            << "k=" << k << " r=" << r << " t=" << t;
+      }
+    constexpr int64_t ldo = 7;
+    constexpr uint32_t kCanary = 0x7FC0DEADu;
+    for (int nr = 1; nr <= 4; ++nr)
+      for (int nt = 1; nt <= 4; ++nt)
+        for (int r0 = 0; r0 + nr <= kRows; r0 += 2)
+          for (int t0 = 0; t0 + nt <= kTok; t0 += 2) {
+            std::vector<uint32_t> buf(static_cast<size_t>(8 + 4 * ldo + 8), kCanary);
+            float* out = reinterpret_cast<float*>(buf.data() + 8);
+            kt.bf16(wb + r0 * rb, rb, nr, xp.data() + t0, nt, k, out, ldo);
+            for (size_t e = 0; e < buf.size(); ++e) {
+              const int64_t off = static_cast<int64_t>(e) - 8;
+              const int64_t tt = off >= 0 ? off / ldo : -1, ii = off >= 0 ? off % ldo : -1;
+              if (!(off >= 0 && tt < nt && ii < nr)) {
+                ASSERT_EQ(buf[e], kCanary) << "write outside the tile at " << off;
+                continue;
+              }
+              ASSERT_EQ(buf[e], bits(single[r0 + ii][t0 + tt]))
+                  << "k=" << k << " nr=" << nr << " nt=" << nt << " r0=" << r0 << " t0=" << t0;
+            }
+          }
   }
 }
 

@@ -224,6 +224,7 @@ int64_t q8_tile_rows(int64_t tokens) { return tokens <= cpu::kQTileTokens ? 1 : 
 bool CpuOps::has_qdot(quant::QType type) const {
   const quant::ActFormat f = quant::act_format_of(type);
   if (f == quant::ActFormat::kNone || cpu::qdot_fn(*qk_, type) == nullptr) return false;
+  if (f == quant::ActFormat::kBF16) return qk_->quantize_bf16 != nullptr;
   return f == quant::ActFormat::kQ8_0 ? qk_scalar_->quantize_q8_0 != nullptr
                                        : qk_scalar_->quantize_q8_K != nullptr;
 }
@@ -236,9 +237,13 @@ const uint8_t* CpuOps::quantize_act(quant::QType type, const float* x, int64_t l
   const size_t pb = qk_->prepare != nullptr ? qk_->prepared_bytes(type, k) : 0;
   if (qbuf.size() < static_cast<size_t>(n) * rb) qbuf.resize(static_cast<size_t>(n) * rb);
   if (pb > 0 && pbuf.size() < static_cast<size_t>(n) * pb) pbuf.resize(static_cast<size_t>(n) * pb);
-  cpu::QuantizeActFn q = f == quant::ActFormat::kQ8_0 ? qk_->quantize_q8_0 : qk_->quantize_q8_K;
+  cpu::QuantizeActFn q = f == quant::ActFormat::kQ8_0 ? qk_->quantize_q8_0
+                        : f == quant::ActFormat::kBF16 ? qk_->quantize_bf16
+                                                        : qk_->quantize_q8_K;
   if (q == nullptr)
     q = f == quant::ActFormat::kQ8_0 ? qk_scalar_->quantize_q8_0 : qk_scalar_->quantize_q8_K;
+  // bf16 rows carry inf / NaN themselves (as upstream's); the 8-bit formats mark the row NaN
+  const bool mark = f != quant::ActFormat::kBF16;
   uint8_t* qd = qbuf.data();
   uint8_t* pd = pbuf.data();
   pool_->parallel_for(
@@ -249,7 +254,7 @@ const uint8_t* CpuOps::quantize_act(quant::QType type, const float* x, int64_t l
           const float* xt = x + t * ldx;
           uint8_t* d = qd + static_cast<size_t>(t) * rb;
           q(xt, d, k);
-          if (!all_finite(xt, k)) mark_nan(f, d, k);
+          if (mark && !all_finite(xt, k)) mark_nan(f, d, k);
           if (pb > 0) qk_->prepare(type, d, k, pd + static_cast<size_t>(t) * pb);
         }
       },

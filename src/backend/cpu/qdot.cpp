@@ -17,6 +17,7 @@ const QDotKernels& qdot_kernels(int level) {
     fill_qdotK_avx2(t[1]);
     fill_qdot32_avx512(t[2]);
     fill_qdot32_pairs_avx512(t[2]);
+    fill_qdot_bf16_avx512(t[2]);
     fill_qdotK_avx512(t[2]);
     return t;
   }();
@@ -27,6 +28,7 @@ size_t act_row_bytes(ActFormat f, int64_t k) {
   switch (f) {
     case ActFormat::kQ8_0: return static_cast<size_t>(k / 32) * sizeof(quant::BlockQ8_0);
     case ActFormat::kQ8_K: return static_cast<size_t>(k / quant::kQK_K) * sizeof(quant::BlockQ8_K);
+    case ActFormat::kBF16: return static_cast<size_t>(k) * 2;
     default: break;
   }
   return 0;
@@ -40,6 +42,7 @@ QDotTileFn qdot_fn(const QDotKernels& k, quant::QType type) {
     case quant::QType::kQ2_K: return k.q2_K;
     case quant::QType::kQ4_K: return k.q4_K;
     case quant::QType::kIQ2_XXS: return k.iq2_xxs;
+    case quant::QType::kBF16: return k.bf16;
     default: return nullptr;
   }
 }

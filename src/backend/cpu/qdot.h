@@ -52,6 +52,11 @@ struct QDotKernels {
   QDotTileFn q8_0 = nullptr, mxfp4 = nullptr, iq4_nl = nullptr;
   // weights × q8_K activations
   QDotTileFn q2_K = nullptr, q4_K = nullptr, iq2_xxs = nullptr;
+  // Optional: bf16 weights × bf16 activation rows (2 bytes per element, quantize_bf16 = the
+  // round-to-nearest-even bf16 of each value), upstream's ggml_vec_dot_bf16 order
+  // (qdot_bf16.cpp); nullptr: bf16 weights take the rounded float path.
+  QuantizeActFn quantize_bf16 = nullptr;
+  QDotTileFn bf16 = nullptr;
   // Optional (all three nullptr: none at this level): iq2_xxs as a GEMM over a *panel* — up to
   // kQPanelTokens q8_K activation rows packed once (iq2_xxs_pack) into the level's layout, so
   // one decoded weight row serves all of them with the tokens in vector lanes (MoE prefill).
@@ -83,6 +88,8 @@ void fill_qdotK_avx512(QDotKernels& k);
 // mxfp4 four blocks per step where the CPU also has AVX512-VBMI (sets k.mxfp4_quads; false:
 // the block-pair mxfp4 kernel, for tests on such CPUs).
 void fill_qdot32_pairs_avx512(QDotKernels& k, bool mxfp4_quads = true);
+// vdpbf16ps kernels for bf16 weights (qdot_bf16.cpp), where the CPU has AVX512-BF16.
+void fill_qdot_bf16_avx512(QDotKernels& k);
 // The scalar form of that table's prepare (the reference its SIMD prepare is tested against).
 PrepareActFn qdot32_pairs_prepare_reference(bool mxfp4_quads);
 
