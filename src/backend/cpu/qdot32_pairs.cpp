@@ -351,11 +351,10 @@ void prepare_quads_avx512(QType wtype, const void* xq, int64_t k, void* dst) {
       const float d = has ? _cvtsh_ss(rd16(p)) : 0.0f;
       for (int j = 0; j < 4; ++j) sc[4 * g + j] = d;
     }
+    // (immediate lane numbers: -O1 builds do not unroll a loop into them)
     __m512i XA = _mm512_castsi128_si512(a[0]), XB = _mm512_castsi128_si512(b[0]);
-    for (int g = 1; g < 4; ++g) {
-      XA = _mm512_inserti32x4(XA, a[g], g);
-      XB = _mm512_inserti32x4(XB, b[g], g);
-    }
+    XA = _mm512_inserti32x4(_mm512_inserti32x4(_mm512_inserti32x4(XA, a[1], 1), a[2], 2), a[3], 3);
+    XB = _mm512_inserti32x4(_mm512_inserti32x4(_mm512_inserti32x4(XB, b[1], 1), b[2], 2), b[3], 3);
     const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, XA), ones, XB);
     _mm512_storeu_si512(out, XA);
     _mm512_storeu_si512(out + 64, XB);
