@@ -60,7 +60,10 @@ inline float reduce16(__m512 v) {
   return _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
 }
 
-inline float bf16f(uint16_t h) {
+// element j of a bf16 row at any byte address (weight rows need not be 2-byte aligned)
+inline float bf16f(const void* row, int64_t j) {
+  uint16_t h;
+  std::memcpy(&h, static_cast<const uint8_t*>(row) + 2 * j, 2);
   const uint32_t u = static_cast<uint32_t>(h) << 16;
   float f;
   std::memcpy(&f, &u, 4);
@@ -84,9 +87,9 @@ void tile_t(const uint8_t* w, size_t row_bytes, const void* const* xq, int64_t k
       xb[t] = (__m512bh)_mm512_loadu_si512(x[t] + c + 32);
     }
     DSV4_UNROLL for (int i = 0; i < NR; ++i) {
-      const auto* wr = reinterpret_cast<const uint16_t*>(w + static_cast<size_t>(i) * row_bytes);
-      const __m512bh wa = (__m512bh)_mm512_loadu_si512(wr + c);
-      const __m512bh wb = (__m512bh)_mm512_loadu_si512(wr + c + 32);
+      const uint8_t* wr = w + static_cast<size_t>(i) * row_bytes;
+      const __m512bh wa = (__m512bh)_mm512_loadu_si512(wr + 2 * c);
+      const __m512bh wb = (__m512bh)_mm512_loadu_si512(wr + 2 * c + 64);
       DSV4_UNROLL for (int t = 0; t < NT; ++t) {
         c1[i][t] = _mm512_dpbf16_ps(c1[i][t], wa, xa[t]);
         c2[i][t] = _mm512_dpbf16_ps(c2[i][t], wb, xb[t]);
@@ -94,11 +97,11 @@ void tile_t(const uint8_t* w, size_t row_bytes, const void* const* xq, int64_t k
     }
   }
   DSV4_UNROLL for (int i = 0; i < NR; ++i) {
-    const auto* wr = reinterpret_cast<const uint16_t*>(w + static_cast<size_t>(i) * row_bytes);
+    const uint8_t* wr = w + static_cast<size_t>(i) * row_bytes;
     DSV4_UNROLL for (int t = 0; t < NT; ++t) {
       double sum = static_cast<double>(reduce16(c1[i][t]));
       sum += static_cast<double>(reduce16(c2[i][t]));
-      for (int64_t j = c; j < k; ++j) sum += static_cast<double>(bf16f(wr[j]) * bf16f(x[t][j]));
+      for (int64_t j = c; j < k; ++j) sum += static_cast<double>(bf16f(wr, j) * bf16f(x[t], j));
       out[static_cast<int64_t>(t) * ldo + i] = static_cast<float>(sum);
     }
   }
