@@ -118,20 +118,27 @@ TEST(Qdot32, QuantizeQ8_0MatchesReference) {
   }
 }
 
+// Opens tests/fixtures/quant/NAME, checks its 8-byte magic and reads the u32 count after it;
+// *f is left at the payload (nullptr on a failed assertion).
+void open_fixture(const char* name, const char* magic, std::FILE** f, uint32_t* count) {
+  const std::string path = std::string(DSV4_FIXTURES_DIR) + "/quant/" + name;
+  *f = std::fopen(path.c_str(), "rb");
+  ASSERT_NE(*f, nullptr) << path;
+  char m[8] = {};
+  ASSERT_EQ(std::fread(m, 1, 8, *f), 8u);
+  ASSERT_EQ(std::fread(count, 4, 1, *f), 1u);
+  ASSERT_EQ(std::memcmp(m, magic, 8), 0) << path;
+  ASSERT_GT(*count, 0u) << path;
+}
+
 // Fixture layout (little-endian): "Q80UPS1\0", u32 nblocks, f32 x[nblocks·32], nblocks ×
 // block_q8_0 (34 bytes) as written by upstream ggml-cpu's quantize_row_q8_0 (x86 AVX2 path).
 // The file quantizer (quant::quantize_row, = quantize_row_q8_0_ref) must differ from it on
 // some of these blocks, or the fixture would not tell the two apart.
 TEST(Qdot32, QuantizeQ8_0MatchesUpstreamFixture) {
-  const std::string path = std::string(DSV4_FIXTURES_DIR) + "/quant/q8_0_upstream.bin";
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  ASSERT_NE(f, nullptr) << path;
-  char magic[8] = {};
+  std::FILE* f = nullptr;
   uint32_t nb = 0;
-  ASSERT_EQ(std::fread(magic, 1, 8, f), 8u);
-  ASSERT_EQ(std::fread(&nb, 4, 1, f), 1u);
-  ASSERT_EQ(std::memcmp(magic, "Q80UPS1", 8), 0);
-  ASSERT_GT(nb, 0u);
+  ASSERT_NO_FATAL_FAILURE(open_fixture("q8_0_upstream.bin", "Q80UPS1", &f, &nb));
   std::vector<float> x(static_cast<size_t>(nb) * 32);
   std::vector<uint8_t> want(static_cast<size_t>(nb) * kQ8);
   ASSERT_EQ(std::fread(x.data(), 4, x.size(), f), x.size());
@@ -417,14 +424,9 @@ TEST(Qdot32, TilesAccurateAndDeterministic) {
 TEST(Qdot32, Bf16MatchesUpstreamFixture) {
   const QDotKernels& kt = dsv4::backend::cpu::qdot_kernels(2);
   if (kt.bf16 == nullptr) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
-  const std::string path = std::string(DSV4_FIXTURES_DIR) + "/quant/bf16_dot_upstream.bin";
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  ASSERT_NE(f, nullptr) << path;
-  char magic[8] = {};
+  std::FILE* f = nullptr;
   uint32_t nc = 0;
-  ASSERT_EQ(std::fread(magic, 1, 8, f), 8u);
-  ASSERT_EQ(std::fread(&nc, 4, 1, f), 1u);
-  ASSERT_EQ(std::memcmp(magic, "BF16DOT1", 8), 0);
+  ASSERT_NO_FATAL_FAILURE(open_fixture("bf16_dot_upstream.bin", "BF16DOT1", &f, &nc));
   for (uint32_t c = 0; c < nc; ++c) {
     uint32_t k = 0;
     ASSERT_EQ(std::fread(&k, 4, 1, f), 1u);
