@@ -420,7 +420,7 @@ size_t iq2_xxs_panel_bytes(int64_t k) { return static_cast<size_t>(k / kQK_K * k
 
 void iq2_xxs_pack(const void* const* xq, int nt, int64_t k, void* panel) {
   auto* P = static_cast<uint8_t*>(panel);
-  std::memset(P, 0, iq2_xxs_panel_bytes(k));
+  if (nt < kQPanelTokens) std::memset(P, 0, iq2_xxs_panel_bytes(k));  // full panels: all written
   for (int64_t b = 0; b < k / kQK_K; ++b) {
     uint8_t* pb = P + b * kPanelBlockBytes;
     auto* corr = reinterpret_cast<int32_t*>(pb + kPanelQs);
