@@ -272,6 +272,7 @@ struct Options {
   int reps = 5;
   std::string output = "md";
   bool no_warmup = false;
+  bool use_mmap = false, no_mmap = false;
   bool raw_numerics = false;
   std::string act_quant = "q8";
   std::string tg_input = "random";
@@ -398,6 +399,8 @@ int main(int argc, char** argv) {
   app.add_option("--ubatch-size", o.ub, "tokens per Forward::run call, comma list")->capture_default_str();
   app.add_option("-o,--output", o.output, "md | csv | json")->check(CLI::IsMember({"md", "csv", "json"}))->capture_default_str();
   app.add_flag("--no-warmup", o.no_warmup, "no warm-up run before each test's repetitions");
+  auto* mmap_flag = app.add_flag("--mmap", o.use_mmap, "keep the weights memory-mapped (default: auto, see dsv4-cli --help)");
+  app.add_flag("--no-mmap", o.no_mmap, "read the weights into memory (2 MiB pages) instead of mapping them")->excludes(mmap_flag);
   app.add_flag("--no-official-numerics", o.raw_numerics, "float32 KV/indexer rows (not the §9.2/§9.3 rounding)");
   app.add_option("--act-quant", o.act_quant, "activations against quantized weights: q8 (integer dots, like llama.cpp) | f32")
       ->check(CLI::IsMember({"q8", "f32"}))->capture_default_str();
@@ -446,16 +449,18 @@ int main(int argc, char** argv) {
   std::mt19937_64 rng(o.seed);
 
   for (const std::string& path : o.models) {
-    auto mr = Model::load(path);
+    const dsv4::LoadMode load_mode = o.use_mmap ? dsv4::LoadMode::kMmap : o.no_mmap ? dsv4::LoadMode::kRead : dsv4::LoadMode::kAuto;
+    auto mr = Model::load(path, dsv4::MapOptions{load_mode, true});
     if (!mr) return fail(mr.status());
     const Model& m = **mr;
     const dsv4::HParams& h = m.hparams();
     const std::string mix = m.type_mix();
-    fmt::print(stderr, "{}: {} layers, n_embd {}, {} experts x {} ({} used), vocab {}; weights {}, {} per token; types: {}\n",
+    fmt::print(stderr, "{}: {} layers, n_embd {}, {} experts x {} ({} used), vocab {}; weights {} ({}), {} per token; types: {}\n",
                path, h.n_layer, h.n_embd, h.n_expert, h.n_ff_exp, h.n_expert_used, h.n_vocab,
-               human_bytes(static_cast<double>(m.weight_bytes())),
+               human_bytes(static_cast<double>(m.weight_bytes())), m.weights_residency(),
                human_bytes(static_cast<double>(m.active_bytes_per_token())), mix);
     files.push_back({{"file", path}, {"type_mix", mix}, {"weight_bytes", m.weight_bytes()},
+                     {"weights", m.weights_residency()},
                      {"active_bytes_per_token", m.active_bytes_per_token()}, {"n_layer", h.n_layer},
                      {"n_embd", h.n_embd}, {"n_vocab", h.n_vocab}});
 

@@ -80,6 +80,10 @@ int main(int argc, char** argv) {
   app.add_option("--top-p", sp.top_p, "top-p (1: off)");
   app.add_option("--min-p", sp.min_p, "min-p (0: off)");
   app.add_option("--seed", seed, "sampling seed (default: random)");
+  bool use_mmap = false, no_mmap = false;
+  auto* mmap_flag = app.add_flag("--mmap", use_mmap, "keep the weights memory-mapped (default: mapped, or read into memory "
+                                 "when the kernel gives the mapping few 2 MiB pages and the file takes at most half the RAM)");
+  app.add_flag("--no-mmap", no_mmap, "read the weights into memory (2 MiB pages) instead of mapping them")->excludes(mmap_flag);
   app.add_option("--backend", backend, "cpu or ref (the scalar oracle; slow)")->check(CLI::IsMember({"cpu", "ref"}));
   app.add_flag("--no-official-numerics", raw_numerics,
                "store KV and indexer keys in float32 instead of the official FP8/FP4 round trips");
@@ -113,7 +117,8 @@ int main(int argc, char** argv) {
   // ---- load
   const auto t_load = std::chrono::steady_clock::now();
   fmt::print(stderr, "loading {}\n", model_path);
-  auto mr = dsv4::model::Model::load(model_path);
+  const dsv4::LoadMode load_mode = use_mmap ? dsv4::LoadMode::kMmap : no_mmap ? dsv4::LoadMode::kRead : dsv4::LoadMode::kAuto;
+  auto mr = dsv4::model::Model::load(model_path, dsv4::MapOptions{load_mode, true});
   if (!mr) return fail(mr.status());
   const dsv4::model::Model& m = **mr;
   const dsv4::HParams& h = m.hparams();
@@ -148,9 +153,10 @@ int main(int argc, char** argv) {
              h.n_layer, h.n_embd, h.n_head, h.head_dim, h.n_expert, h.n_ff_exp, h.n_expert_used, h.n_vocab);
   fmt::print(stderr, "types: {}\n", m.type_mix());
   fmt::print(stderr,
-             "memory plan: weights {} mapped ({} read per token), state {} fixed + {:.0f} B/token "
+             "memory plan: weights {} ({}; {} read per token), state {} fixed + {:.0f} B/token "
              "= {} at n_ctx {}\n",
-             gib(static_cast<double>(m.weight_bytes())), gib(static_cast<double>(m.active_bytes_per_token())),
+             gib(static_cast<double>(m.weight_bytes())), m.weights_residency(),
+             gib(static_cast<double>(m.active_bytes_per_token())),
              gib(static_cast<double>(st.bytes_fixed())), st.bytes_per_token(),
              gib(static_cast<double>(st.bytes_fixed()) + st.bytes_per_token() * static_cast<double>(n_ctx)), n_ctx);
   fmt::print(stderr, "backend: {} (activations {}), threads {} / batch {}; loaded in {:.0f} ms\n", ops->name(),

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
     mo.n_threads = o.n_threads;
     mo.n_threads_batch = o.n_threads_batch;
     mo.n_ubatch = o.n_ubatch;
+    mo.load_mode = o.load_mode;
     mo.act_quant = o.act_quant == "f32" ? dsv4::backend::ActQuant::kF32 : dsv4::backend::ActQuant::kQ8;
     return dsv4::runtime::make_model_engine(mo);
   };

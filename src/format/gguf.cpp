@@ -540,7 +540,7 @@ Result<GgufFile> GgufFile::parse(std::span<const uint8_t> bytes, GgufParseOption
 }
 
 Result<GgufFile> GgufFile::open(const std::string& path, GgufParseOptions opts) {
-  auto mf = MappedFile::open(path);
+  auto mf = MappedFile::open(path, opts.map);
   if (!mf) return mf.status();
   auto shared = std::make_shared<MappedFile>(std::move(mf).value());
   GgufFile f;

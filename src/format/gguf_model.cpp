@@ -136,6 +136,27 @@ Status GgufModel::index() {
   return Status::ok();
 }
 
+size_t GgufModel::held_bytes() const {
+  size_t n = 0;
+  for (const auto& s : shards_) n += s->mapped() != nullptr ? s->mapped()->size() : 0;
+  return n;
+}
+
+size_t GgufModel::huge_bytes() const {
+  size_t n = 0;
+  for (const auto& s : shards_) n += s->mapped() != nullptr ? s->mapped()->huge_bytes() : 0;
+  return n;
+}
+
+std::string GgufModel::load_mode() const {
+  bool mmap = false, read = false;
+  for (const auto& s : shards_) {
+    if (s->mapped() == nullptr) continue;
+    (s->mapped()->mode() == LoadMode::kRead ? read : mmap) = true;
+  }
+  return mmap && read ? "mmap+read" : read ? "read" : mmap ? "mmap" : "";
+}
+
 const GgufTensorInfo* GgufModel::find_tensor(std::string_view name) const {
   auto it = by_name_.find(name);
   return it == by_name_.end() ? nullptr : it->second;

@@ -138,7 +138,7 @@ class Loader {
 
 }  // namespace
 
-Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
+Result<std::unique_ptr<Model>> Model::load(const std::string& path, MapOptions map) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
 #ifdef DSV4_HAVE_HF_CONVERT
@@ -158,7 +158,9 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path) {
     return Status(ErrorCode::kUnsupported, path + ": safetensors directories need the full build");
 #endif
   }
-  auto f = GgufModel::open(path);
+  GgufParseOptions po;
+  po.map = map;
+  auto f = GgufModel::open(path, po);
   if (!f) return f.status();
   return from_gguf(std::move(*f));
 }
@@ -287,6 +289,16 @@ Result<std::unique_ptr<Model>> Model::from_gguf(GgufModel file, std::vector<uint
                                     h.rope_yarn_factor, h.rope_yarn_orig_ctx,
                                     h.rope_yarn_beta_fast, h.rope_yarn_beta_slow);
   return m;
+}
+
+std::string Model::weights_residency() const {
+  const std::string mode = file_->load_mode();
+  if (mode.empty()) return "in memory";
+  const size_t held = file_->held_bytes();
+  const double pct = held > 0 ? 100.0 * static_cast<double>(file_->huge_bytes()) / static_cast<double>(held) : 0.0;
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%s, %.0f%% in 2 MiB pages", mode.c_str(), pct);
+  return buf;
 }
 
 std::string Model::type_mix() const {

@@ -22,7 +22,7 @@ class ModelEngine final : public Engine {
  public:
   Status init(const ModelEngineOptions& o) {
     opts_ = o;
-    auto m = model::Model::load(o.model_path);
+    auto m = model::Model::load(o.model_path, MapOptions{o.load_mode, true});
     if (!m) return m.status();
     model_ = std::move(*m);
     const HParams& h = model_->hparams();
@@ -67,7 +67,7 @@ class ModelEngine final : public Engine {
     info_.description = "deepseek4: " + std::to_string(h.n_layer) + " layers, n_embd " +
                         std::to_string(h.n_embd) + ", " + std::to_string(h.n_expert) +
                         " experts (" + std::to_string(h.n_expert_used) + " used); " +
-                        model_->type_mix() + "; backend " + ops_->name() + ", activations " + backend::act_quant_name(ops_->act_quant());
+                        model_->type_mix() + "; weights " + model_->weights_residency() + "; backend " + ops_->name() + ", activations " + backend::act_quant_name(ops_->act_quant());
     return Status::ok();
   }
 

@@ -632,6 +632,10 @@ int server_main(int argc, char** argv, const ServerHooks& hooks) {
                  "activations against quantized weights: q8 (8-bit blocks + integer dots, like llama.cpp) "
                  "or f32 (exact float32)")
       ->check(CLI::IsMember({"q8", "f32"}));
+  bool use_mmap = false, no_mmap = false;
+  auto* mmap_flag = app.add_flag("--mmap", use_mmap, "keep the weights memory-mapped (default: mapped, or read into memory "
+                                 "when the kernel gives the mapping few 2 MiB pages and the file takes at most half the RAM)");
+  app.add_flag("--no-mmap", no_mmap, "read the weights into memory (2 MiB pages) instead of mapping them")->excludes(mmap_flag);
   app.add_option("--n-gpu-layers", o.n_gpu_layers, "-ngl: accepted; ignored until a GPU backend exists");
   app.add_option("--override-tensor", o.override_tensor, "-ot: accepted; ignored")
       ->expected(1)
@@ -674,6 +678,7 @@ int server_main(int argc, char** argv, const ServerHooks& hooks) {
     return app.exit(e);
   }
   o.limits.max_body_bytes = max_body;
+  o.load_mode = use_mmap ? LoadMode::kMmap : no_mmap ? LoadMode::kRead : LoadMode::kAuto;
   if (o.n_gpu_layers != 0) fmt::print(stderr, "note: -ngl {} accepted and ignored (no GPU backend yet)\n", o.n_gpu_layers);
   if (!o.override_tensor.empty()) fmt::print(stderr, "note: -ot accepted and ignored\n");
 

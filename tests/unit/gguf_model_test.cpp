@@ -1,6 +1,8 @@
 // Split GGUF sets (reliability.md G13): shard discovery from any shard's name, split.* checks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -69,6 +71,32 @@ TEST_F(GgufSplit, OpensTheWholeSetFromAnyShard) {
     EXPECT_EQ(m->tensors().size(), 3u);
     EXPECT_NE(m->find_tensor("c"), nullptr);
     EXPECT_NE(m->find("general.architecture"), nullptr);  // metadata from shard 1
+  }
+}
+
+// The load mode reaches every shard and the model reports it; the tensors read the same bytes.
+TEST_F(GgufSplit, LoadModeReachesEveryShard) {
+  write3({{0, 3, 3, {}}, {1, 3, 3, {"a", "b"}}, {2, 3, 3, {"c"}}});
+  auto mapped = GgufModel::open(path(1, 3));
+  ASSERT_TRUE(mapped) << mapped.status().to_string();
+  EXPECT_EQ(mapped->load_mode(), "mmap");
+  size_t files = 0;
+  for (int i = 1; i <= 3; ++i) files += static_cast<size_t>(fs::file_size(path(i, 3)));
+  EXPECT_EQ(mapped->held_bytes(), files);
+  GgufParseOptions po;
+  po.map = MapOptions{LoadMode::kRead, true};
+  auto read = GgufModel::open(path(1, 3), po);
+  ASSERT_TRUE(read) << read.status().to_string();
+  EXPECT_EQ(read->load_mode(), "read");
+  EXPECT_EQ(read->held_bytes(), files);
+  EXPECT_LE(read->huge_bytes(), read->held_bytes());
+  for (const char* name : {"a", "b", "c"}) {
+    const GgufTensorInfo* x = mapped->find_tensor(name);
+    const GgufTensorInfo* y = read->find_tensor(name);
+    ASSERT_TRUE(x != nullptr && y != nullptr);
+    ASSERT_EQ(x->data.size(), y->data.size());
+    EXPECT_NE(x->data.data(), y->data.data());
+    EXPECT_TRUE(std::equal(x->data.begin(), x->data.end(), y->data.begin()));
   }
 }
 

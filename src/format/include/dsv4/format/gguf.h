@@ -111,6 +111,8 @@ struct GgufParseOptions {
   // When false the data section may be absent or short (for "sparse" headers); tensor ranges are
   // still checked for overflow and overlap, and TensorInfo::data stays empty.
   bool require_data = true;
+  // How GgufFile::open holds the file's bytes (mapped_file.h); parse() ignores it.
+  MapOptions map = {};
 };
 
 class GgufFile {
@@ -134,6 +136,9 @@ class GgufFile {
   Result<uint64_t> get_u64(std::string_view key) const;
   Result<double> get_f64(std::string_view key) const;
   Result<std::string_view> get_string(std::string_view key) const;
+
+  // The file behind open() (how it is held, how much of it in huge pages); null after parse().
+  const MappedFile* mapped() const { return file_.get(); }
 
  private:
   friend class GgufParser;

@@ -34,6 +34,11 @@ class GgufModel {
   size_t n_shards() const { return shards_.size(); }
   const GgufFile& shard(size_t i) const { return *shards_[i]; }
   const std::vector<std::string>& paths() const { return paths_; }
+  // Over the opened shards (0 / "" for a model wrapped by from_file): bytes held, bytes in huge
+  // pages, and how they are held ("mmap", "read", or "mmap+read" when shards differ).
+  size_t held_bytes() const;
+  size_t huge_bytes() const;
+  std::string load_mode() const;
 
   // Tensors of every shard, in shard order.
   const std::vector<const GgufTensorInfo*>& tensors() const { return tensors_; }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "dsv4/core/mapped_file.h"
 #include "dsv4/core/status.h"
 #include "dsv4/backend/ops.h"
 #include "dsv4/runtime/engine.h"
@@ -25,6 +26,9 @@ struct ModelEngineOptions {
   // dots (upstream llama.cpp's CPU numerics, the fast path), kF32 = exact float32.
   backend::ActQuant act_quant = backend::ActQuant::kQ8;
   int64_t checkpoint_interval = 0;  // positions between rewind checkpoints; 0: automatic
+  // How the GGUF's weights are held (dsv4/core/mapped_file.h): auto, mmap (--mmap) or read
+  // (--no-mmap); 2 MiB pages wherever the kernel gives them.
+  LoadMode load_mode = LoadMode::kAuto;
 };
 
 // Loads the model and allocates the slots' state. Errors name the file/key/tensor at fault.

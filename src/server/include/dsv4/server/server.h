@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/core/mapped_file.h"
 #include "dsv4/core/status.h"
 #include "dsv4/runtime/engine.h"
 #include "dsv4/server/api.h"
@@ -41,6 +42,7 @@ struct ServerOptions {
   int64_t n_batch = 2048;          // -b: prefill chunk per slot per scheduler step
   int64_t n_ubatch = 512;          // -ub: engine micro-batch
   std::string act_quant = "q8";    // --act-quant: q8 (integer dots, like llama.cpp) | f32
+  LoadMode load_mode = LoadMode::kAuto;  // --mmap (kMmap) | --no-mmap (kRead) | neither (kAuto)
   int n_gpu_layers = 0;            // -ngl: accepted, ignored until a GPU backend exists
   std::vector<std::string> override_tensor;  // -ot: accepted, ignored
   // HTTP.
