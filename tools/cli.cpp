@@ -81,8 +81,8 @@ int main(int argc, char** argv) {
   app.add_option("--min-p", sp.min_p, "min-p (0: off)");
   app.add_option("--seed", seed, "sampling seed (default: random)");
   bool use_mmap = false, no_mmap = false;
-  auto* mmap_flag = app.add_flag("--mmap", use_mmap, "keep the weights memory-mapped (default: mapped, or read into memory "
-                                 "when the kernel gives the mapping few 2 MiB pages and the file takes at most half the RAM)");
+  auto* mmap_flag = app.add_flag("--mmap", use_mmap, "keep the weights memory-mapped (default: read into memory, in 2 MiB pages, "
+                                 "when the file takes at most half the RAM; mapped otherwise)");
   app.add_flag("--no-mmap", no_mmap, "read the weights into memory (2 MiB pages) instead of mapping them")->excludes(mmap_flag);
   app.add_option("--backend", backend, "cpu or ref (the scalar oracle; slow)")->check(CLI::IsMember({"cpu", "ref"}));
   app.add_flag("--no-official-numerics", raw_numerics,

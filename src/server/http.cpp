@@ -633,8 +633,8 @@ int server_main(int argc, char** argv, const ServerHooks& hooks) {
                  "or f32 (exact float32)")
       ->check(CLI::IsMember({"q8", "f32"}));
   bool use_mmap = false, no_mmap = false;
-  auto* mmap_flag = app.add_flag("--mmap", use_mmap, "keep the weights memory-mapped (default: mapped, or read into memory "
-                                 "when the kernel gives the mapping few 2 MiB pages and the file takes at most half the RAM)");
+  auto* mmap_flag = app.add_flag("--mmap", use_mmap, "keep the weights memory-mapped (default: read into memory, in 2 MiB pages, "
+                                 "when the file takes at most half the RAM; mapped otherwise)");
   app.add_flag("--no-mmap", no_mmap, "read the weights into memory (2 MiB pages) instead of mapping them")->excludes(mmap_flag);
   app.add_option("--n-gpu-layers", o.n_gpu_layers, "-ngl: accepted; ignored until a GPU backend exists");
   app.add_option("--override-tensor", o.override_tensor, "-ot: accepted; ignored")

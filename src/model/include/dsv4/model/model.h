@@ -76,9 +76,9 @@ class Model {
   // tokenizer.json]), whose weights are repacked losslessly in memory into the same block
   // formats (FP8 → f8_e4m3_b128, FP4 → mxfp4; hf_convert.h convert_hf_to_gguf_bytes with
   // keep_fp8), so both paths give identical weights. Errors name the file, key or tensor.
-  // `map`: how a GGUF's bytes are held (mapped_file.h; by default the weights are mapped or read
-  // into 2 MiB pages, whichever the kernel allows, as that is worth about a quarter of decode
-  // speed); ignored for a safetensors directory.
+  // `map`: how a GGUF's bytes are held (mapped_file.h; by default read into 2 MiB pages when the
+  // file takes at most half the RAM, else mapped 2 MiB-aligned: the page size is worth about a
+  // quarter of decode speed); ignored for a safetensors directory.
   static Result<std::unique_ptr<Model>> load(const std::string& path,
                                              MapOptions map = {LoadMode::kAuto, true});
   // Same over an already opened file (the Model takes ownership).
