@@ -18,22 +18,22 @@ namespace {
 
 constexpr size_t kHugePage = size_t{2} << 20;
 
-// A /proc/meminfo field in bytes, 0 where unknown.
-size_t meminfo_bytes(const char* field) {
+// MemTotal and MemAvailable from /proc/meminfo in bytes, 0 where unknown.
+struct MemInfo {
+  size_t total = 0, available = 0;
+};
+MemInfo read_meminfo() {
+  MemInfo m;
   std::FILE* f = std::fopen("/proc/meminfo", "r");
-  if (f == nullptr) return 0;
+  if (f == nullptr) return m;
   char line[256];
-  size_t out = 0;
-  const size_t n = std::strlen(field);
   while (std::fgets(line, sizeof line, f) != nullptr) {
-    if (std::strncmp(line, field, n) == 0 && line[n] == ':') {
-      unsigned long long kb = 0;
-      if (std::sscanf(line + n + 1, "%llu", &kb) == 1) out = static_cast<size_t>(kb) * 1024;
-      break;
-    }
+    unsigned long long kb = 0;
+    if (std::sscanf(line, "MemTotal: %llu kB", &kb) == 1) m.total = static_cast<size_t>(kb) * 1024;
+    if (std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1) m.available = static_cast<size_t>(kb) * 1024;
   }
   std::fclose(f);
-  return out;
+  return m;
 }
 
 // Bytes of [begin, begin + len) mapped by huge pages according to /proc/self/smaps: the
@@ -66,14 +66,24 @@ size_t huge_bytes_in(const void* begin, size_t len) {
   return out < len ? out : len;
 }
 
-// Reserves len + 2 MiB of address space and returns a 2 MiB-aligned address inside it.
-void* reserve_aligned(size_t len, void** base, size_t* base_len) {
-  *base_len = len + kHugePage;
-  void* q = ::mmap(nullptr, *base_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+// Maps len bytes (mmap's prot / flags / fd); with `aligned`, at a 2 MiB boundary inside a
+// reservation of len + 2 MiB. *base / *base_len receive the region to munmap. nullptr on failure
+// (errno set).
+void* map_region(size_t len, int prot, int flags, int fd, bool aligned, void** base, size_t* base_len) {
+  if (!aligned) {
+    void* p = ::mmap(nullptr, len, prot, flags, fd, 0);
+    if (p == MAP_FAILED) return nullptr;
+    *base = p;
+    *base_len = len;
+    return p;
+  }
+  void* q = ::mmap(nullptr, len + kHugePage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (q == MAP_FAILED) return nullptr;
   *base = q;
+  *base_len = len + kHugePage;
   const uintptr_t a = (reinterpret_cast<uintptr_t>(q) + kHugePage - 1) & ~uintptr_t{kHugePage - 1};
-  return reinterpret_cast<void*>(a);
+  void* p = ::mmap(reinterpret_cast<void*>(a), len, prot, flags | MAP_FIXED, fd, 0);
+  return p == MAP_FAILED ? nullptr : p;  // on failure the reservation is unmapped by reset()
 }
 
 void advise_huge([[maybe_unused]] void* p, [[maybe_unused]] size_t len) {
@@ -118,57 +128,40 @@ Result<MappedFile> MappedFile::open(const std::string& path, MapOptions opts) {
     ::close(fd);
     return mf;
   }
-  const size_t avail = meminfo_bytes("MemAvailable");
-  if (opts.mode == LoadMode::kAuto) {
-    const size_t total = meminfo_bytes("MemTotal");
-    if (total != 0 && mf.size_ <= total / 2 && mf.size_ <= avail) mf.mode_ = LoadMode::kRead;
+  // Memory figures only where a decision needs them (auto, or populating a huge-page mapping).
+  const MemInfo mem = opts.mode == LoadMode::kAuto || opts.hugepages ? read_meminfo() : MemInfo{};
+  if (opts.mode == LoadMode::kAuto && mem.total != 0 && mf.size_ <= mem.total / 2 &&
+      mf.size_ <= mem.available) {
+    mf.mode_ = LoadMode::kRead;
   }
 
   if (mf.mode_ == LoadMode::kMmap) {
-    void* p = nullptr;
-    if (opts.hugepages) {
-      void* at = reserve_aligned(mf.size_, &mf.map_base_, &mf.map_size_);
-      if (at != nullptr) p = ::mmap(at, mf.size_, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
-    } else {
-      p = ::mmap(nullptr, mf.size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      mf.map_base_ = p;
-      mf.map_size_ = mf.size_;
-    }
-    if (p == nullptr || p == MAP_FAILED) {
+    void* p = map_region(mf.size_, PROT_READ, MAP_PRIVATE, fd, opts.hugepages, &mf.map_base_, &mf.map_size_);
+    if (p == nullptr) {
       int e = errno;
       ::close(fd);
       return io_error("cannot mmap", path, e);
     }
+    ::close(fd);
     mf.data_ = static_cast<const uint8_t*>(p);
     if (opts.hugepages) {
       advise_huge(p, mf.size_);
       // Populate now when the file fits in memory, so that decode steps never fault (and the
       // huge-page count below is real); a file larger than memory stays demand-paged.
 #ifdef MADV_POPULATE_READ
-      if (avail != 0 && mf.size_ <= avail) (void)::madvise(p, mf.size_, MADV_POPULATE_READ);
+      if (mem.available != 0 && mf.size_ <= mem.available) (void)::madvise(p, mf.size_, MADV_POPULATE_READ);
 #endif
       mf.huge_bytes_ = huge_bytes_in(p, mf.size_);
     }
-    ::close(fd);
     return mf;
   }
 
   // kRead: anonymous memory (2 MiB-aligned and advised for huge pages when asked), filled by pread.
-  void* p = nullptr;
-  if (opts.hugepages) {
-    void* at = reserve_aligned(mf.size_, &mf.map_base_, &mf.map_size_);
-    if (at != nullptr) {
-      p = ::mmap(at, mf.size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-    }
-  } else {
-    p = ::mmap(nullptr, mf.size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    mf.map_base_ = p;
-    mf.map_size_ = mf.size_;
-  }
-  if (p == nullptr || p == MAP_FAILED) {
+  void* p = map_region(mf.size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, opts.hugepages,
+                       &mf.map_base_, &mf.map_size_);
+  if (p == nullptr) {
     int e = errno;
     ::close(fd);
-    mf.data_ = nullptr;
     return io_error("cannot allocate memory to read", path, e);
   }
   mf.data_ = static_cast<const uint8_t*>(p);
@@ -222,7 +215,7 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
 MappedFile::~MappedFile() { reset(); }
 
 void MappedFile::reset() {
-  if (map_base_ != nullptr && map_base_ != MAP_FAILED) ::munmap(map_base_, map_size_);
+  if (map_base_ != nullptr) ::munmap(map_base_, map_size_);
   map_base_ = nullptr;
   map_size_ = 0;
   data_ = nullptr;
