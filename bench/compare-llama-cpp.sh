@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/compare-llama-cpp.sh: dsv4-bench side by side with upstream llama.cpp's llama-bench on
-# the same synthetic DeepSeek-V4 GGUFs, same threads and batch sizes, alternating A B A B …
+# the same synthetic DeepSeek-V4 GGUFs, same threads and batch sizes, alternating A B B A A B …
 # (issue 7, scope 2-3; docs/design.md §5). Prints ours/theirs per test with a 95% interval and
 # runs a logits correctness guard (NMSE ours vs upstream) on every file.
 #
@@ -114,6 +114,20 @@ PY=python3
 [[ -x "$ROOT/scripts/reference/.venv/bin/python" ]] && PY="$ROOT/scripts/reference/.venv/bin/python"  # numpy: faster
 
 # Ours for the guard: dsv4-cli --ids … --all-logits (logits of every position).
+run_theirs() {  # run_theirs CELL FILE ROUND
+    log "$1 round $3/$ROUNDS: llama-bench"
+    "$PEER_BIN/llama-bench" -m "$2" -p "$PP" -n "$TG" -d "$DEPTHS" -r "$REPS" -t "$THREADS" \
+        -b "$B" -ub "$UB" -o json > "$OUT/$1.theirs.$3.json" 2> "$OUT/$1.theirs.$3.log"
+}
+
+run_ours() {  # run_ours CELL FILE ROUND (round 1 also measures the machine's bandwidth)
+    local stream=--no-stream
+    [[ $3 == 1 ]] && stream=""
+    log "$1 round $3/$ROUNDS: dsv4-bench"
+    "$OURS_BENCH" -m "$2" -p "$PP" -n "$TG" -d "$DEPTHS" -r "$REPS" -t "$THREADS" \
+        -b "$B" -ub "$UB" -o json $stream > "$OUT/$1.ours.$3.json" 2> "$OUT/$1.ours.$3.log"
+}
+
 ours_logits() {  # ours_logits FILE OUT.npy [extra args]
     local f="$1" out="$2"; shift 2
     "$OURS_CLI" -m "$f" --ids "$(cat "$OUT/guard_ids.txt")" -n 0 --all-logits --dump-logits "$out" \
@@ -157,16 +171,11 @@ for preset in $FILES; do
             rm -f "$OUT/$cell.ours-raw.npy" "$OUT/$cell.ours-official.npy" "$OUT/$cell.theirs.npy"
         fi
 
-        # ---- A B A B …: llama-bench then dsv4-bench, ROUNDS times
+        # ---- A B B A A B …: the engine that runs first alternates from round to round, so a
+        # drift of the machine (bandwidth phases, page cache) does not favour either side
         for ((r = 1; r <= ROUNDS; r++)); do
-            log "$cell round $r/$ROUNDS: llama-bench"
-            "$PEER_BIN/llama-bench" -m "$f" -p "$PP" -n "$TG" -d "$DEPTHS" -r "$REPS" -t "$THREADS" \
-                -b "$B" -ub "$UB" -o json > "$OUT/$cell.theirs.$r.json" 2> "$OUT/$cell.theirs.$r.log"
-            log "$cell round $r/$ROUNDS: dsv4-bench"
-            stream=--no-stream
-            [[ $r == 1 ]] && stream=""
-            "$OURS_BENCH" -m "$f" -p "$PP" -n "$TG" -d "$DEPTHS" -r "$REPS" -t "$THREADS" \
-                -b "$B" -ub "$UB" -o json $stream > "$OUT/$cell.ours.$r.json" 2> "$OUT/$cell.ours.$r.log"
+            if ((r % 2 == 1)); then run_theirs "$cell" "$f" "$r"; run_ours "$cell" "$f" "$r"
+            else run_ours "$cell" "$f" "$r"; run_theirs "$cell" "$f" "$r"; fi
         done
         if [[ "$KEEP" != 1 ]]; then
             rm -f "$f"
