@@ -102,14 +102,16 @@ def main(out):
         for o in results:
             key = (o["n_prompt"], o["n_gen"], o.get("n_depth", 0))
             d = cells.setdefault(cell, {}).setdefault(key, {"name": test_name(o), "ours": {}, "theirs": {}, "gbs": {},
-                                                                  "all_ours": {}, "all_theirs": {}})
+                                                                  "around": {}, "all_ours": {}, "all_theirs": {}})
             d[who][rnd] = mean(o["samples_ts"])
             d["all_" + who][rnd] = list(o["samples_ts"])
             if who == "ours" and "avg_gbs" in o:
                 d["gbs"][rnd] = o["avg_gbs"]
+            if who == "ours" and "avg_probe_fraction" in o:
+                d["around"][rnd] = o["avg_probe_fraction"]
 
     bw_best = max(bw["copy_gbs"], bw["triad_gbs"], bw.get("read_gbs", 0.0)) if bw else None
-    print("| file | test | llama.cpp t/s | dsv4 t/s | ours/theirs | 95% interval (Fieller, rounds) | 95% (delta, all runs) | per-round ratios | dsv4 GB/s (of bw) |")
+    print("| file | test | llama.cpp t/s | dsv4 t/s | ours/theirs | 95% interval (Fieller, rounds) | 95% (delta, all runs) | per-round ratios | dsv4 GB/s (of bw; of read around) |")
     print("|---|---|---:|---:|---:|---|---|---|---:|")
     for cell in sorted(cells):
         for key in sorted(cells[cell], key=lambda k: (k[2], k[1] > 0, k[0], k[1])):
@@ -135,7 +137,12 @@ def main(out):
                 gv = [d["gbs"][r] for r in rounds if r in d["gbs"]]
                 g = f"{mean(gv):.2f}"
                 if bw_best:
-                    g += f" ({100 * mean(gv) / bw_best:.0f}%)"
+                    g += f" ({100 * mean(gv) / bw_best:.0f}%"
+                av = [d["around"][r] for r in rounds if r in d["around"]]
+                if av:
+                    g += ("; " if bw_best else " (") + f"{100 * mean(av):.0f}%"
+                if bw_best or av:
+                    g += ")"
             print(f"| {cell} | {d['name']} | {mean(y):.2f} ± {sd(y):.2f} | {mean(x):.2f} ± {sd(x):.2f} | "
                   f"**{ratio:.3f}** | {cis} | {dls} | {per} | {g} |")
     print()
@@ -143,7 +150,8 @@ def main(out):
         print(f"Bandwidth (dsv4-bench STREAM-style, {bw['threads']} threads, 3 x {bw['array_bytes'] / 2**20:.0f} MiB, "
               f"best of {bw['best_of']}): copy {bw['copy_gbs']:.2f} GB/s, triad {bw['triad_gbs']:.2f} GB/s"
               + (f", read {bw['read_gbs']:.2f} GB/s" if "read_gbs" in bw else "")
-              + "; 'of bw' is against the largest.")
+              + "; 'of bw' is against the largest; 'of read around' against a read pass right before and after "
+              "each of our tg repetitions (dsv4-bench --bw-probe-mb), mean over rounds.")
     print("t/s: mean ± sd over rounds of each round's mean over its repetitions. "
           "Ratio: mean(ours)/mean(theirs) over rounds; interval: Fieller, paired by round, t(rounds-1); "
           "second interval: delta method on the log ratio over all individual runs (unpaired, Welch df).")

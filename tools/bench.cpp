@@ -3,6 +3,7 @@
 //
 //   dsv4-bench -m FILE [-m FILE ...] [-p 512] [-n 128] [-d 0,4096] [-r 5] [-t 2] [-b 2048]
 //              [-ub 512] [-o md|csv|json] [--no-warmup] [--stream-mb 128] [--stream-reps 5]
+//              [--bw-probe-mb 256]
 //
 // Every list option takes comma separated values; each combination is one test row, named like
 // llama-bench: "pp512", "tg128", "pp512 @ d4096".
@@ -31,6 +32,9 @@
 // Next to it: the machine's bandwidth measured by a STREAM-style copy and triad over three float
 // arrays of --stream-mb MiB each, threads = the largest -t, best of --stream-reps, counted as
 // STREAM does (copy 2 × array bytes, triad 3 × array bytes; write-allocate traffic not counted).
+// And, because a shared machine's bandwidth moves between phases within seconds, a read pass of
+// --bw-probe-mb MiB right before and right after each tg repetition (outside the timed region):
+// "% of read around" is the decode's GB/s over the mean of those two passes, per repetition.
 //
 // Output: md (default), csv or json on stdout; progress and the model summary on stderr.
 //
@@ -168,6 +172,31 @@ void parallel_for(int threads, size_t n, Fn fn) {
   for (auto& t : ts) t.join();
 }
 
+// One read pass over `bytes` bytes at `p` (what a decode GEMV does: one array streamed in,
+// nothing written): an xor of 64-bit words in 8 independent lanes (vectorizable, nothing to
+// round), `threads` contiguous parts. Returns the seconds it took; the xor lands in *sink.
+double read_pass(const void* p, size_t bytes, int threads, uint64_t* sink) {
+  const auto* pw = static_cast<const uint64_t*>(p);
+  const size_t nw = bytes / sizeof(uint64_t);
+  std::vector<uint64_t> sinks(static_cast<size_t>(threads), 0);
+  uint64_t* ps = sinks.data();
+  const size_t per = (nw + static_cast<size_t>(threads) - 1) / static_cast<size_t>(threads);
+  const auto t0 = Clock::now();
+  parallel_for(threads, nw, [=](size_t i0, size_t i1) {
+    uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = i0;
+    for (; i + 8 <= i1; i += 8)
+      for (int l = 0; l < 8; ++l) acc[l] ^= pw[i + static_cast<size_t>(l)];
+    for (; i < i1; ++i) acc[0] ^= pw[i];
+    uint64_t x = 0;
+    for (uint64_t v : acc) x ^= v;
+    ps[i0 / std::max<size_t>(per, 1)] ^= x;
+  });
+  const double secs = seconds_since(t0);
+  for (uint64_t v : sinks) *sink ^= v;
+  return secs;
+}
+
 StreamResult measure_bandwidth(size_t mib, int threads, int reps) {
   StreamResult r;
   const size_t n = mib * 1024 * 1024 / sizeof(float);
@@ -188,26 +217,9 @@ StreamResult measure_bandwidth(size_t mib, int threads, int reps) {
   });
   double best_copy = 1e30, best_triad = 1e30, best_read = 1e30;
   const float s = 3.0f;
-  std::vector<uint64_t> read_sink(static_cast<size_t>(threads), 0);
+  uint64_t read_sink = 0;
   for (int rep = 0; rep < reps; ++rep) {
-    // read: what a decode GEMV does (one array streamed in, nothing written); an xor of 64-bit
-    // words in 8 independent lanes (vectorizable, nothing to round)
-    auto t0r = Clock::now();
-    const auto* pw = reinterpret_cast<const uint64_t*>(pb);
-    const size_t nw = r.array_bytes / sizeof(uint64_t);
-    uint64_t* sinks = read_sink.data();
-    const size_t per = (nw + static_cast<size_t>(threads) - 1) / static_cast<size_t>(threads);
-    parallel_for(threads, nw, [=](size_t i0, size_t i1) {
-      uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      size_t i = i0;
-      for (; i + 8 <= i1; i += 8)
-        for (int l = 0; l < 8; ++l) acc[l] ^= pw[i + static_cast<size_t>(l)];
-      for (; i < i1; ++i) acc[0] ^= pw[i];
-      uint64_t x = 0;
-      for (uint64_t v : acc) x ^= v;
-      sinks[i0 / std::max<size_t>(per, 1)] ^= x;
-    });
-    best_read = std::min(best_read, seconds_since(t0r));
+    best_read = std::min(best_read, read_pass(pb, r.array_bytes, threads, &read_sink));
     auto t0 = Clock::now();
     parallel_for(threads, n, [=](size_t i0, size_t i1) {
       for (size_t i = i0; i < i1; ++i) pc[i] = pa[i];
@@ -222,13 +234,41 @@ StreamResult measure_bandwidth(size_t mib, int threads, int reps) {
   // Keep the result observable so the loops cannot be dropped.
   volatile float sink = pa[n / 2] + pc[n / 3];
   (void)sink;
-  volatile uint64_t rsink = 0;
-  for (uint64_t v : read_sink) rsink = rsink ^ v;
+  volatile uint64_t rsink = read_sink;
+  (void)rsink;
   r.read_gbs = static_cast<double>(r.array_bytes) / best_read / 1e9;
   r.copy_gbs = 2.0 * static_cast<double>(r.array_bytes) / best_copy / 1e9;
   r.triad_gbs = 3.0 * static_cast<double>(r.array_bytes) / best_triad / 1e9;
   return r;
 }
+
+// The read bandwidth right before and right after each tg repetition (--bw-probe-mb): this
+// machine's bandwidth moves between phases (a shared host), so a decode's GB/s is also set against
+// what a plain read got in the same seconds, not only against the best-of STREAM figure taken at
+// start. One pass over the buffer each side, outside the timed region.
+class ReadProbe {
+ public:
+  ReadProbe(size_t mib, int threads)
+      : bytes_(mib * 1024 * 1024), buf_(new uint64_t[bytes_ / sizeof(uint64_t)]) {
+    uint64_t* p = buf_.get();
+    parallel_for(threads, bytes_ / sizeof(uint64_t), [=](size_t i0, size_t i1) {  // first touch by the readers
+      for (size_t i = i0; i < i1; ++i) p[i] = i * 0x9E3779B97F4A7C15ull;
+    });
+  }
+  bool enabled() const { return bytes_ > 0; }
+  double gbs(int threads) {
+    return static_cast<double>(bytes_) / read_pass(buf_.get(), bytes_, threads, &sink_) / 1e9;
+  }
+  ~ReadProbe() {
+    volatile uint64_t s = sink_;
+    (void)s;
+  }
+
+ private:
+  size_t bytes_;
+  std::unique_ptr<uint64_t[]> buf_;
+  uint64_t sink_ = 0;
+};
 
 // ---- state bytes one decode step reads
 
@@ -279,6 +319,7 @@ struct Options {
   uint64_t seed = 1234;
   size_t stream_mib = 128;
   int stream_reps = 5;
+  size_t probe_mib = 256;
   bool no_stream = false;
   bool progress = false;
 };
@@ -290,6 +331,7 @@ struct Row {
   int64_t n_batch = 0, n_ubatch = 0, n_prompt = 0, n_gen = 0, n_depth = 0;
   std::vector<double> seconds;  // per repetition
   double state_bytes = 0;       // tg: state bytes read per token (estimate)
+  std::vector<double> probe_gbs;  // tg with --bw-probe-mb: mean of the read passes before and after each repetition
   std::string test_name() const {
     std::string s = n_prompt > 0 ? fmt::format("pp{}", n_prompt) : fmt::format("tg{}", n_gen);
     if (n_depth > 0) s += fmt::format(" @ d{}", n_depth);
@@ -305,6 +347,13 @@ struct Row {
   std::vector<double> gbs() const {
     std::vector<double> v;
     for (double x : ts()) v.push_back(x * bytes_per_token() / 1e9);
+    return v;
+  }
+  // per repetition: the decode's GB/s over the read probe's GB/s around it (empty without probes)
+  std::vector<double> probe_fraction() const {
+    std::vector<double> v;
+    const auto g = gbs();
+    for (size_t i = 0; i < probe_gbs.size() && i < g.size(); ++i) v.push_back(g[i] / probe_gbs[i]);
     return v;
   }
 };
@@ -410,6 +459,8 @@ int main(int argc, char** argv) {
   app.add_option("--stream-mb", o.stream_mib, "MiB per STREAM array (3 arrays)")->check(CLI::Range(size_t{1}, size_t{1} << 16))->capture_default_str();
   app.add_option("--stream-reps", o.stream_reps, "STREAM repetitions (best is kept)")->check(CLI::Range(1, 1000))->capture_default_str();
   app.add_flag("--no-stream", o.no_stream, "skip the bandwidth measurement");
+  app.add_option("--bw-probe-mb", o.probe_mib, "MiB read right before and after each tg repetition, to set the decode's GB/s against the bandwidth of that moment (0: off)")
+      ->check(CLI::Range(size_t{0}, size_t{1} << 16))->capture_default_str();
   app.add_flag("--progress", o.progress, "print each test as it runs (stderr)");
   CLI11_PARSE(app, argc, argv);
 
@@ -443,6 +494,10 @@ int main(int argc, char** argv) {
     header["stream"] = {{"copy_gbs", bw.copy_gbs}, {"triad_gbs", bw.triad_gbs}, {"read_gbs", bw.read_gbs},
                         {"array_bytes", bw.array_bytes}, {"threads", bw.threads}, {"best_of", bw.reps}};
   }
+
+  std::unique_ptr<ReadProbe> probe;
+  if (o.probe_mib > 0 && !tgs.empty()) probe = std::make_unique<ReadProbe>(o.probe_mib, static_cast<int>(max_threads));
+  if (probe) header["bw_probe_bytes"] = o.probe_mib * 1024 * 1024;
 
   std::vector<Row> rows;
   nlohmann::json files = nlohmann::json::array();
@@ -507,7 +562,7 @@ int main(int argc, char** argv) {
         for (int64_t nb : batches) {
           for (int64_t nub : ubatches) {
             const int64_t chunk = std::min(nb, nub);
-            auto one = [&](int64_t n_prompt, int64_t n_gen, double& secs) -> Status {
+            auto one = [&](int64_t n_prompt, int64_t n_gen, double& secs, double* probe_gbs) -> Status {
               st.restore(cp);
               if (n_prompt > 0) {
                 const auto t0 = Clock::now();
@@ -516,6 +571,7 @@ int main(int argc, char** argv) {
                 return Status::ok();
               }
               int32_t tok = gen[0];
+              const double before = probe_gbs != nullptr ? probe->gbs(static_cast<int>(t)) : 0.0;
               const auto t0 = Clock::now();
               for (int64_t i = 0; i < n_gen; ++i) {
                 SeqInput in{&st, std::span<const int32_t>(&tok, 1), false};
@@ -523,6 +579,7 @@ int main(int argc, char** argv) {
                 tok = o.tg_input == "argmax" ? argmax(logits) : gen[static_cast<size_t>((i + 1) % static_cast<int64_t>(gen.size()))];
               }
               secs = seconds_since(t0);
+              if (probe_gbs != nullptr) *probe_gbs = 0.5 * (before + probe->gbs(static_cast<int>(t)));
               return Status::ok();
             };
             auto test = [&](int64_t n_prompt, int64_t n_gen) -> Status {
@@ -543,10 +600,12 @@ int main(int argc, char** argv) {
               if (o.progress) fmt::print(stderr, "  {} t={} ub={}:", r.test_name(), t, nub);
               double secs = 0;
               if (!o.no_warmup)
-                if (Status s = one(n_prompt, n_gen, secs); !s) return s;
+                if (Status s = one(n_prompt, n_gen, secs, nullptr); !s) return s;
               for (int rep = 0; rep < o.reps; ++rep) {
-                if (Status s = one(n_prompt, n_gen, secs); !s) return s;
+                double pg = 0;
+                if (Status s = one(n_prompt, n_gen, secs, n_gen > 0 && probe ? &pg : nullptr); !s) return s;
                 r.seconds.push_back(secs);
+                if (n_gen > 0 && probe) r.probe_gbs.push_back(pg);
                 if (o.progress) fmt::print(stderr, " {:.2f}", static_cast<double>(r.tokens()) / secs);
               }
               if (o.progress) fmt::print(stderr, " t/s\n");
@@ -587,6 +646,11 @@ int main(int argc, char** argv) {
         x["avg_gbs"] = mean(r.gbs());
         x["stddev_gbs"] = stdev(r.gbs());
         if (bw_best > 0) x["bw_fraction"] = mean(r.gbs()) / bw_best;
+        if (!r.probe_gbs.empty()) {
+          x["probe_read_gbs"] = r.probe_gbs;
+          x["probe_fraction"] = r.probe_fraction();
+          x["avg_probe_fraction"] = mean(r.probe_fraction());
+        }
       }
       res.push_back(x);
     }
@@ -596,16 +660,19 @@ int main(int argc, char** argv) {
   }
   if (o.output == "csv") {
     fmt::print("cpu,cores,commit,model_filename,type_mix,backend,model_size,active_bytes_per_token,n_threads,n_batch,n_ubatch,"
-               "n_prompt,n_gen,n_depth,test,avg_ts,stddev_ts,avg_gbs,stddev_gbs,stream_copy_gbs,stream_triad_gbs\n");
+               "n_prompt,n_gen,n_depth,test,avg_ts,stddev_ts,avg_gbs,stddev_gbs,stream_copy_gbs,stream_triad_gbs,"
+               "avg_probe_read_gbs,avg_probe_fraction\n");
     for (const Row& r : rows) {
       const auto ts = r.ts();
       const bool tg = r.n_gen > 0;
-      fmt::print("\"{}\",{},{},\"{}\",\"{}\",{},{},{},{},{},{},{},{},{},\"{}\",{:.4f},{:.4f},{},{},{:.3f},{:.3f}\n",
+      const bool pr = !r.probe_gbs.empty();
+      fmt::print("\"{}\",{},{},\"{}\",\"{}\",{},{},{},{},{},{},{},{},{},\"{}\",{:.4f},{:.4f},{},{},{:.3f},{:.3f},{},{}\n",
                  header["cpu"].get<std::string>(), online_cores(), header["commit"].get<std::string>(), r.file,
                  r.type_mix, r.backend, r.model_bytes, r.active_bytes, r.threads, r.n_batch, r.n_ubatch,
                  r.n_prompt, r.n_gen, r.n_depth, r.test_name(), mean(ts), stdev(ts),
                  tg ? fmt::format("{:.4f}", mean(r.gbs())) : "", tg ? fmt::format("{:.4f}", stdev(r.gbs())) : "",
-                 bw.copy_gbs, bw.triad_gbs);
+                 bw.copy_gbs, bw.triad_gbs, pr ? fmt::format("{:.3f}", mean(r.probe_gbs)) : "",
+                 pr ? fmt::format("{:.4f}", mean(r.probe_fraction())) : "");
     }
     return 0;
   }
@@ -621,18 +688,23 @@ int main(int argc, char** argv) {
                human_bytes(static_cast<double>(f["weight_bytes"].get<uint64_t>())),
                human_bytes(static_cast<double>(f["active_bytes_per_token"].get<uint64_t>())),
                f["type_mix"].get<std::string>());
-  fmt::print("\n| model | size | backend | threads | n_ubatch | test | t/s | GB/s | % of bw |\n");
-  fmt::print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  if (probe)
+    fmt::print("'% of read around': the decode's GB/s over a {} MiB read pass right before and after each repetition\n",
+               o.probe_mib);
+  fmt::print("\n| model | size | backend | threads | n_ubatch | test | t/s | GB/s | % of bw | % of read around |\n");
+  fmt::print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   for (const Row& r : rows) {
     const auto ts = r.ts();
-    std::string gb = "", frac = "";
+    std::string gb = "", frac = "", around = "";
     if (r.n_gen > 0) {
       gb = fmt::format("{:.2f} ± {:.2f}", mean(r.gbs()), stdev(r.gbs()));
       if (bw_best > 0) frac = fmt::format("{:.0f}%", 100.0 * mean(r.gbs()) / bw_best);
+      if (!r.probe_gbs.empty())
+        around = fmt::format("{:.0f}% of {:.1f} GB/s", 100.0 * mean(r.probe_fraction()), mean(r.probe_gbs));
     }
-    fmt::print("| {} | {} | {} | {} | {} | {} | {:.2f} ± {:.2f} | {} | {} |\n", basename_of(r.file),
+    fmt::print("| {} | {} | {} | {} | {} | {} | {:.2f} ± {:.2f} | {} | {} | {} |\n", basename_of(r.file),
                human_bytes(static_cast<double>(r.model_bytes)), r.backend, r.threads, r.n_ubatch, r.test_name(),
-               mean(ts), stdev(ts), gb, frac);
+               mean(ts), stdev(ts), gb, frac, around);
   }
   return 0;
 }
