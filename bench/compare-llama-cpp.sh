@@ -46,7 +46,13 @@
 #   small with session 3's engine, MEASURED: ROUNDS=5 REPS=2 ≈ 4 min for both mixes.
 #   One hour: run the two files separately: small (defaults, ≈ 4 min) and
 #     FILES=flash-2l ROUNDS=5 REPS=1 TG=32 KEEP=1 (≈ 22 min + ≈ 3 min making the files): ≈ 30 min.
+#   MEASURED 2026-11-30 (session 6, the full comparison in under the hour, commit 827da07):
+#     small ROUNDS=5 REPS=2 TG=128: 3 min (18:11-18:14 UTC), then
+#     FILES=flash-2l ROUNDS=8 REPS=1 TG=128 KEEP=1 (files already made): 45 min (18:14-18:59 UTC;
+#     upstream 25 min incl. its guard, ds4-q2 19 min) → 48 min for both files and both mixes.
 #   Run flash-2l only on an otherwise idle machine; with others compiling, numbers are noisy.
+#   The tg cells of flash-2l are at the memory bus for both engines; for a tighter pairing of them
+#   see bench/pair-bench.py (both models loaded, runs seconds apart).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

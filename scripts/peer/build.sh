@@ -8,6 +8,7 @@
 #   build/peer/src/llama_cpp_python-0.3.36/        extracted sdist; upstream tree in vendor/llama.cpp
 #   build/peer/build/                              CMake build of vendor/llama.cpp (Release, CPU)
 #   build/peer/bin/dump_logits                     our harness (scripts/peer/dump_logits.cpp)
+#   build/peer/bin/bench_worker                    our harness (scripts/peer/bench_worker.cpp, bench/pair-bench.py)
 #
 # Env: JOBS (default 2), NICE (default 10), LCP_VERSION (default 0.3.36).
 set -euo pipefail
@@ -66,16 +67,19 @@ TARGETS=(llama llama-bench llama-cli llama-completion llama-tokenize llama-quant
 if [[ -n "${EXTRA_TARGETS:-}" ]]; then TARGETS+=($EXTRA_TARGETS); fi
 nice -n "$NICE" cmake --build "$BLD" --config Release -j "$JOBS" --target "${TARGETS[@]}"
 
-# 4. our harness, a plain compiler command against the built libllama
+# 4. our harnesses (dump_logits: logits of a fixed prompt; bench_worker: timed runs on request for
+#    bench/pair-bench.py), plain compiler commands against the built libllama
 LIBDIR="$(dirname "$(find "$BLD" -name 'libllama.so' -print -quit)")"
 GGML_LIBDIR="$(dirname "$(find "$BLD" -name 'libggml.so' -print -quit)")"
-if [[ ! -x "$PEER/bin/dump_logits" || "$HERE/dump_logits.cpp" -nt "$PEER/bin/dump_logits" ]]; then
-    # build to a temporary name and rename, so a running harness is never overwritten in place
-    nice -n "$NICE" g++ -std=c++17 -O2 -Wall -Wextra \
-        -I"$LLAMA/include" -I"$LLAMA/ggml/include" \
-        "$HERE/dump_logits.cpp" -o "$PEER/bin/dump_logits.new" \
-        -L"$LIBDIR" -L"$GGML_LIBDIR" -lllama -lggml -lggml-base \
-        -Wl,-rpath,"$LIBDIR" -Wl,-rpath,"$GGML_LIBDIR"
-    mv "$PEER/bin/dump_logits.new" "$PEER/bin/dump_logits"
-fi
-echo "built: $BLD/bin/{llama-bench,llama-cli,llama-tokenize,llama-quantize,test-llama-archs}, $PEER/bin/dump_logits"
+for h in dump_logits bench_worker; do
+    if [[ ! -x "$PEER/bin/$h" || "$HERE/$h.cpp" -nt "$PEER/bin/$h" ]]; then
+        # build to a temporary name and rename, so a running harness is never overwritten in place
+        nice -n "$NICE" g++ -std=c++17 -O2 -Wall -Wextra \
+            -I"$LLAMA/include" -I"$LLAMA/ggml/include" \
+            "$HERE/$h.cpp" -o "$PEER/bin/$h.new" \
+            -L"$LIBDIR" -L"$GGML_LIBDIR" -lllama -lggml -lggml-base -lggml-cpu \
+            -Wl,-rpath,"$LIBDIR" -Wl,-rpath,"$GGML_LIBDIR"
+        mv "$PEER/bin/$h.new" "$PEER/bin/$h"
+    fi
+done
+echo "built: $BLD/bin/{llama-bench,llama-cli,llama-tokenize,llama-quantize,test-llama-archs}, $PEER/bin/{dump_logits,bench_worker}"

@@ -58,14 +58,19 @@ void ThreadPool::run_chunks(uint32_t gen) {
   }
 }
 
-void ThreadPool::run(int64_t n_tasks, Call call, void* ctx, int max_threads) {
+void ThreadPool::run(int64_t n_tasks, Call call, void* ctx, int max_threads, int64_t n_chunks) {
   if (n_tasks <= 0) return;
   const int64_t limit = (max_threads > 0 && max_threads < n_threads_) ? max_threads : n_threads_;
-  const int64_t active = n_tasks < limit ? n_tasks : limit;
+  int64_t active = n_tasks < limit ? n_tasks : limit;
   bool expected = false;
   if (active <= 1 || !busy_.compare_exchange_strong(expected, true, std::memory_order_acquire)) {
     call(ctx, 0, n_tasks, 0);  // single chunk, or nested call: inline
     return;
+  }
+  if (n_chunks > active) {
+    constexpr int64_t kMaxChunks = 0xFFFF;  // the claim word's 16-bit fields
+    active = n_chunks < n_tasks ? n_chunks : n_tasks;
+    if (active > kMaxChunks) active = kMaxChunks;
   }
   call_ = call;
   ctx_ = ctx;

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +23,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dsv4/backend/cpu/cpu_ops.h"
@@ -279,6 +281,51 @@ TEST(ThreadPool, MaxThreadsAndNested) {
       pool.parallel_for(10, [&](int64_t b2, int64_t e2) { sum.fetch_add(e2 - b2); });  // inline
   });
   EXPECT_EQ(sum.load(), 80);
+}
+
+TEST(ThreadPool, ClaimedChunksCoverEveryTaskOnce) {
+  for (int threads : {1, 2, 3}) {
+    dsv4::ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 2, 7, 100, 1001}) {
+      for (int64_t chunks : {0, 1, 2, 16, 5000, 100000}) {
+        std::vector<std::atomic<int>> hit(static_cast<size_t>(n));
+        std::atomic<int> calls{0};
+        pool.parallel_for_chunks(n, chunks, [&](int64_t b, int64_t e) {
+          EXPECT_LT(b, e);
+          calls.fetch_add(1);
+          for (int64_t i = b; i < e; ++i) hit[static_cast<size_t>(i)].fetch_add(1);
+        });
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hit[static_cast<size_t>(i)].load(), 1) << n << " " << chunks;
+        // chunk count: max(T, n_chunks) capped by the tasks and the claim word's 16 bits
+        const int64_t T = std::min<int64_t>(threads, n);
+        const int64_t want = n == 0 ? 0 : T <= 1 ? 1 : std::min<int64_t>({std::max(chunks, T), n, 0xFFFF});
+        EXPECT_EQ(calls.load(), want) << threads << " threads, n " << n << ", chunks " << chunks;
+      }
+    }
+  }
+}
+
+TEST(ThreadPool, ClaimedChunksGoToTheFasterThread) {
+  // The worker is slow (20 ms per chunk); the caller's chunks take no time once the worker holds
+  // one (the caller waits for that, ≤ 2 s, so both threads surely take part). With 16 claimed
+  // chunks the caller then takes the other 15; a fixed half per thread would give it 8.
+  dsv4::ThreadPool pool(2);
+  const std::thread::id caller = std::this_thread::get_id();
+  std::atomic<int> by_caller{0};
+  std::atomic<bool> worker_in{false};
+  pool.parallel_for_chunks(16, 16, [&](int64_t b, int64_t e) {
+    if (std::this_thread::get_id() == caller) {
+      const auto t0 = std::chrono::steady_clock::now();
+      while (!worker_in.load() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2))
+        std::this_thread::yield();
+      by_caller.fetch_add(static_cast<int>(e - b));
+    } else {
+      worker_in.store(true);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  ASSERT_TRUE(worker_in.load()) << "the worker never took a chunk";
+  EXPECT_GE(by_caller.load(), 12);
 }
 
 // ---- construction / dispatch ---------------------------------------------------------------------

@@ -82,3 +82,29 @@ def test_missing_file(bin_dir, tmp_path):
     p = bench(bin_dir, "-m", tmp_path / "nope.gguf", "-p", "0", "-n", "1", "--no-stream", check=False)
     assert p.returncode != 0
     assert "nope.gguf" in p.stderr
+
+
+def test_worker_protocol(bin_dir, tiny):
+    """--worker (bench/pair-bench.py): ready, then one answer line per command; restore before each
+    run; bad commands and runs past n_ctx end it with an error line."""
+    p = subprocess.Popen([str(bin_dir / "dsv4-bench"), "--worker", "-m", str(tiny), "-t", "2", "-p", "4", "-n", "3",
+                          "-d", "0,6"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    out, err = p.communicate("depth 6\ntg 3\ntg 3\npp 4\ndepth 0\ntg 2\ntg 5\n", timeout=300)
+    lines = out.splitlines()
+    assert lines[0] == "ready", err
+    assert [ln.split()[:2] for ln in lines[1:6]] == [["depth", "6"], ["tg", "3"], ["tg", "3"], ["pp", "4"],
+                                                     ["depth", "0"]]
+    assert all(float(ln.split()[2]) >= 0 for ln in lines[1:6])
+    assert lines[6].split()[:2] == ["tg", "2"]
+    # n_ctx = max depth 6 + max(4, 3) + 1 = 11: pp 4 at depth 6 just fits, and so does tg 5 at depth 0
+    assert lines[7].split()[:2] == ["tg", "5"] and p.returncode == 0
+    p = subprocess.run([str(bin_dir / "dsv4-bench"), "--worker", "-m", str(tiny), "-t", "1", "-p", "0", "-n", "2"],
+                       input="tg 20\n", capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1 and "needs n_ctx" in p.stdout
+    p = subprocess.run([str(bin_dir / "dsv4-bench"), "--worker", "-m", str(tiny), "-t", "1", "-p", "0", "-n", "2"],
+                       input="fly 3\n", capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1 and "bad command 'fly 3'" in p.stdout
+    p = subprocess.run([str(bin_dir / "dsv4-bench"), "--worker", "-m", str(tiny), "-t", "1,2", "-n", "2"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0 and "--worker takes one -m and one -t" in p.stderr

@@ -219,6 +219,15 @@ constexpr int64_t kQRowBlock = 32, kQTokBlock = 32;
 // cores against ~20 GB/s for 4 interleaved rows; with many tokens the tile is compute-bound and
 // 4 rows reuse each activation load 4 times. Results do not depend on it (qdot.h).
 int64_t q8_tile_rows(int64_t tokens) { return tokens <= cpu::kQTileTokens ? 1 : cpu::kQTileRows; }
+
+// Chunks per thread of the weight-streaming ops (matmul_q8, the MoE's gate/up and down), claimed
+// one at a time (ThreadPool::parallel_for_chunks): on a shared machine one vCPU often runs slower
+// than the other for seconds (its host core busy with another guest), and with one fixed half per
+// thread every such op waited for the slow half. Measured on the 2-core VM (bench/RESULTS.md,
+// session 6): paired decode runs where llama.cpp (whose threads claim matmul chunks the same way)
+// was 20-25 % ahead while the bus was no faster. Which thread computes a row does not change its
+// value (qdot.h), so results stay bit-identical.
+constexpr int64_t kChunksPerThread = 8;
 }  // namespace
 
 bool CpuOps::has_qdot(quant::QType type) const {
@@ -295,8 +304,8 @@ void CpuOps::matmul_q8(const Weight& w, const float* x, int64_t ldx, int64_t n, 
   const cpu::QDotTileFn fn = cpu::qdot_fn(*qk_, w.type);
   const int64_t tiles = ceil_div(w.rows, cpu::kQTileRows);
   const int64_t tr = q8_tile_rows(n);
-  pool_->parallel_for(
-      tiles,
+  pool_->parallel_for_chunks(
+      tiles, n_threads_ * kChunksPerThread,
       [&](int64_t b, int64_t e) {
         const int64_t r0 = b * cpu::kQTileRows, r1 = std::min(e * cpu::kQTileRows, w.rows);
         const void* xp[cpu::kQTileTokens];
@@ -745,8 +754,8 @@ void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
           },
           threads_for(np * TP * D));
     }
-    pool_->parallel_for(
-        static_cast<int64_t>(n_up_tasks),
+    pool_->parallel_for_chunks(
+        static_cast<int64_t>(n_up_tasks), n_threads_ * kChunksPerThread,
         [&](int64_t b, int64_t e_) {
           const void* xg[TT];
           const void* xu[TT];
@@ -800,8 +809,8 @@ void CpuOps::moe(const ExpertWeights& ew, const float* x, int64_t n, int64_t n_u
         },
         threads_for(S * I * D * 2));
     const uint8_t* hq = quantize_act(ew.down.type, hbuf, I, S, I, qbuf_c_, pbuf_c_, rbd, ids);
-    pool_->parallel_for(
-        static_cast<int64_t>(ibuf_c_.size() - n_up_tasks),
+    pool_->parallel_for_chunks(
+        static_cast<int64_t>(ibuf_c_.size() - n_up_tasks), n_threads_ * kChunksPerThread,
         [&](int64_t b, int64_t e_) {
           const void* hp[TT];
           float o[TT * TR];

@@ -11,6 +11,14 @@
 //
 // parallel_for(n_tasks, fn, max_threads) uses at most max_threads chunks (0 = threads()).
 //
+// parallel_for_chunks(n_tasks, n_chunks, fn, max_threads) splits [0, n_tasks) into
+// min(n_tasks, max(n_chunks, T)) contiguous chunks, same formula, that the threads claim one at a
+// time until none is left, so a thread that runs slower (a vCPU sharing its core on the host, a
+// preempted worker) takes fewer of them instead of holding the whole op up: the op ends when the
+// threads' summed work is done, not when the slowest thread's fixed share is. fn(begin, end) only
+// (a chunk index would not name a thread); max_threads ≤ 1 or n_tasks ≤ 1 runs it inline, any
+// other value lets every thread take part.
+//
 // Cost: no allocation per call; workers spin briefly on a generation counter, then sleep on a
 // condition variable; the caller spins briefly for chunks still running on workers, then sleeps.
 // Threading: parallel_for may be called from one thread at a time (the pool's owner) and must not
@@ -40,6 +48,14 @@ class ThreadPool {
   int threads() const { return n_threads_; }
 
   template <class F>
+  void parallel_for_chunks(int64_t n_tasks, int64_t n_chunks, F&& fn, int max_threads = 0) {
+    using Fn = std::remove_reference_t<F>;
+    static_assert(std::is_invocable_v<Fn&, int64_t, int64_t>, "fn(begin, end)");
+    run(n_tasks, [](void* ctx, int64_t b, int64_t e, int) { (*static_cast<Fn*>(ctx))(b, e); },
+        const_cast<void*>(static_cast<const void*>(&fn)), max_threads, n_chunks);
+  }
+
+  template <class F>
   void parallel_for(int64_t n_tasks, F&& fn, int max_threads = 0) {
     using Fn = std::remove_reference_t<F>;
     run(n_tasks, [](void* ctx, int64_t b, int64_t e, int t) {
@@ -56,7 +72,8 @@ class ThreadPool {
  private:
   using Call = void (*)(void* ctx, int64_t begin, int64_t end, int thread);
 
-  void run(int64_t n_tasks, Call call, void* ctx, int max_threads);
+  // n_chunks > the thread count: that many chunks (≤ n_tasks, ≤ 65535), claimed dynamically.
+  void run(int64_t n_tasks, Call call, void* ctx, int max_threads, int64_t n_chunks = 0);
   void worker(int index);
   // Claims and runs chunks of job `gen` until none is left; false when the job is not (or no
   // longer) `gen`.
@@ -70,7 +87,7 @@ class ThreadPool {
   Call call_ = nullptr;
   void* ctx_ = nullptr;
   int64_t n_tasks_ = 0;
-  int n_active_ = 0;  // chunks of this job (≤ n_threads_)
+  int n_active_ = 0;  // chunks of this job
 
   // Claim word: generation (high 32 bits) | chunk count (bits 16..31) | next chunk (low 16 bits).
   std::atomic<uint64_t> claim_{0};
