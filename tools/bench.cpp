@@ -243,11 +243,10 @@ StreamResult measure_bandwidth(size_t mib, int threads, int reps) {
   return r;
 }
 
-// The read bandwidth right before and right after each tg repetition (--bw-probe-mb; best of 3
-// passes each side, the two averaged): this
+// The read bandwidth right before and right after each tg repetition (--bw-probe-mb): this
 // machine's bandwidth moves between phases (a shared host), so a decode's GB/s is also set against
 // what a plain read got in the same seconds, not only against the best-of STREAM figure taken at
-// start. One pass over the buffer each side, outside the timed region.
+// start. Best of 3 passes over the buffer on each side, the two averaged, outside the timed region.
 class ReadProbe {
  public:
   ReadProbe(size_t mib, int threads)
@@ -257,7 +256,6 @@ class ReadProbe {
       for (size_t i = i0; i < i1; ++i) p[i] = i * 0x9E3779B97F4A7C15ull;
     });
   }
-  bool enabled() const { return bytes_ > 0; }
   // best of kPasses read passes: one pass (a few ms) can land in a dip of tens of ms that the
   // decode around it, seconds long, averages out
   double gbs(int threads) {
