@@ -416,6 +416,22 @@ struct Engine {
   std::unique_ptr<Forward> fwd;
 };
 
+Engine make_engine(const Model& m, int threads, const std::string& act_quant) {
+  Engine e;
+  e.ops = dsv4::backend::make_cpu_ops(threads);
+  e.ops->set_act_quant(act_quant == "f32" ? dsv4::backend::ActQuant::kF32 : dsv4::backend::ActQuant::kQ8);
+  e.fwd = std::make_unique<Forward>(m, *e.ops);
+  return e;
+}
+
+// n token ids drawn uniformly from the vocabulary.
+std::vector<int32_t> random_ids(std::mt19937_64& rng, int64_t n_vocab, int64_t n) {
+  std::uniform_int_distribution<int32_t> u(0, static_cast<int32_t>(n_vocab - 1));
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
 // Runs `tokens` through `st` in calls of `chunk` tokens (last-token logits each call).
 Status run_chunks(Forward& fwd, SequenceState& st, std::span<const int32_t> tokens, int64_t chunk,
                   std::vector<float>& logits) {
@@ -446,12 +462,7 @@ int run_worker(const Model& m, Forward& fwd, const dsv4::model::StateOptions& ba
     std::fflush(stdout);
     return 1;
   };
-  std::uniform_int_distribution<int32_t> u(0, static_cast<int32_t>(m.hparams().n_vocab - 1));
-  auto draw = [&](int64_t n) {
-    std::vector<int32_t> v(static_cast<size_t>(n));
-    for (auto& x : v) x = u(rng);
-    return v;
-  };
+  auto draw = [&](int64_t n) { return random_ids(rng, m.hparams().n_vocab, n); };
   std::unique_ptr<SequenceState> st = std::make_unique<SequenceState>(m, base);
   SequenceState::Checkpoint cp = st->checkpoint();
   int64_t depth = 0;
@@ -550,25 +561,23 @@ int main(int argc, char** argv) {
   std::erase(tgs, 0);
   if (pps.empty() && tgs.empty()) return fail(Status(dsv4::ErrorCode::kInvalidArgument, "no test: every -p and -n is 0"));
   const int64_t max_threads = *std::max_element(threads.begin(), threads.end());
+  const int64_t max_pp = pps.empty() ? 0 : *std::max_element(pps.begin(), pps.end());
+  const int64_t max_tg = tgs.empty() ? 0 : *std::max_element(tgs.begin(), tgs.end());
+  const dsv4::LoadMode load_mode = o.use_mmap ? dsv4::LoadMode::kMmap : o.no_mmap ? dsv4::LoadMode::kRead : dsv4::LoadMode::kAuto;
   if (o.worker) {
     if (o.models.size() != 1 || threads.size() != 1)
       return fail(Status(dsv4::ErrorCode::kInvalidArgument, "--worker takes one -m and one -t"));
-    const dsv4::LoadMode lm = o.use_mmap ? dsv4::LoadMode::kMmap : o.no_mmap ? dsv4::LoadMode::kRead : dsv4::LoadMode::kAuto;
-    auto mr = Model::load(o.models[0], dsv4::MapOptions{lm, true});
+    auto mr = Model::load(o.models[0], dsv4::MapOptions{load_mode, true});
     if (!mr) return fail(mr.status());
     const Model& m = **mr;
     fmt::print(stderr, "{}: weights {} ({})\n", o.models[0], human_bytes(static_cast<double>(m.weight_bytes())),
                m.weights_residency());
-    auto ops = dsv4::backend::make_cpu_ops(static_cast<int>(max_threads));
-    ops->set_act_quant(o.act_quant == "f32" ? dsv4::backend::ActQuant::kF32 : dsv4::backend::ActQuant::kQ8);
-    Forward fwd(m, *ops);
+    Engine e = make_engine(m, static_cast<int>(max_threads), o.act_quant);
     dsv4::model::StateOptions so;
-    const int64_t max_pp = pps.empty() ? 0 : *std::max_element(pps.begin(), pps.end());
-    const int64_t max_tg = tgs.empty() ? 0 : *std::max_element(tgs.begin(), tgs.end());
     so.n_ctx = *std::max_element(depths.begin(), depths.end()) + std::max(max_pp, max_tg) + 1;
     so.official_numerics = !o.raw_numerics;
     std::mt19937_64 wrng(o.seed);
-    return run_worker(m, fwd, so, std::min(ubatches.front(), batches.front()), wrng);
+    return run_worker(m, *e.fwd, so, std::min(ubatches.front(), batches.front()), wrng);
   }
 
   nlohmann::json header;
@@ -598,7 +607,6 @@ int main(int argc, char** argv) {
   std::mt19937_64 rng(o.seed);
 
   for (const std::string& path : o.models) {
-    const dsv4::LoadMode load_mode = o.use_mmap ? dsv4::LoadMode::kMmap : o.no_mmap ? dsv4::LoadMode::kRead : dsv4::LoadMode::kAuto;
     auto mr = Model::load(path, dsv4::MapOptions{load_mode, true});
     if (!mr) return fail(mr.status());
     const Model& m = **mr;
@@ -617,21 +625,10 @@ int main(int argc, char** argv) {
     std::map<int64_t, Engine> engines;
     for (int64_t t : threads) {
       if (engines.count(t)) continue;
-      Engine e;
-      e.ops = dsv4::backend::make_cpu_ops(static_cast<int>(t));
-      e.ops->set_act_quant(o.act_quant == "f32" ? dsv4::backend::ActQuant::kF32 : dsv4::backend::ActQuant::kQ8);
-      e.fwd = std::make_unique<Forward>(m, *e.ops);
-      engines.emplace(t, std::move(e));
+      engines.emplace(t, make_engine(m, static_cast<int>(t), o.act_quant));
     }
 
-    auto draw = [&](int64_t n) {
-      std::uniform_int_distribution<int32_t> u(0, static_cast<int32_t>(h.n_vocab - 1));
-      std::vector<int32_t> v(static_cast<size_t>(n));
-      for (auto& x : v) x = u(rng);
-      return v;
-    };
-    const int64_t max_pp = pps.empty() ? 0 : *std::max_element(pps.begin(), pps.end());
-    const int64_t max_tg = tgs.empty() ? 0 : *std::max_element(tgs.begin(), tgs.end());
+    auto draw = [&](int64_t n) { return random_ids(rng, h.n_vocab, n); };
     std::vector<int32_t> prompt = draw(std::max<int64_t>(max_pp, 1));
     std::vector<int32_t> gen = draw(std::max<int64_t>(max_tg, 1));
     std::vector<float> logits;
