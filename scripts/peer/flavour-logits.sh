@@ -26,6 +26,19 @@ ids=$($PY -c "import numpy as np; r=np.random.default_rng(5); print(','.join(map
 echo "${ids//,/ }" > "$out/toks.txt"
 echo "| mix | types | compared with | NMSE max | NMSE median | NMSE all positions | top-1 agreement | max ≤ 1e-3 |"
 echo "|---|---|---|---|---|---|---|---|"
+# row A.npy B.npy MIX TYPES WITH VERDICT: one table row, A against B (per position and over the
+# whole array); VERDICT "check" prints yes/NO for max ≤ 1e-3 and fails on NO, else it is printed
+row() {
+  $PY - "$@" <<'PYEOF'
+import sys, numpy as np
+a, b = np.load(sys.argv[1]).astype(np.float64), np.load(sys.argv[2]).astype(np.float64)
+n = ((a - b) ** 2).sum(1) / (b ** 2).sum(1)
+ok = n.max() <= 1e-3
+verdict = ("yes" if ok else "NO") if sys.argv[6] == "check" else sys.argv[6]
+print(f"| {sys.argv[3]} | {sys.argv[4]} | {sys.argv[5]} | {n.max():.3e} | {np.median(n):.3e} | {((a - b) ** 2).sum() / (b ** 2).sum():.3e} | {(a.argmax(1) == b.argmax(1)).mean():.4f} | {verdict} |")
+sys.exit(0 if ok or sys.argv[6] != "check" else 1)
+PYEOF
+}
 status=0
 for mix in $MIXES; do
   f="$out/$mix.gguf"
@@ -39,12 +52,7 @@ for mix in $MIXES; do
     other="upstream llama.cpp"
     build/peer/bin/dump_logits -m "$f" -t "$out/toks.txt" -o "$out/$mix.peertok.npy" --mode token \
       --threads 2 >"$out/$mix.peertok.log" 2>&1
-    $PY - "$out/$mix.peertok.npy" "$out/$mix.peer.npy" "$mix" "$types" "upstream token-by-token vs upstream batch (upstream's own spread)" <<'PYEOF' || true
-import sys, numpy as np
-a, b = np.load(sys.argv[1]).astype(np.float64), np.load(sys.argv[2]).astype(np.float64)
-n = ((a - b) ** 2).sum(1) / (b ** 2).sum(1)
-print(f"| {sys.argv[3]} | {sys.argv[4]} | {sys.argv[5]} | {n.max():.3e} | {np.median(n):.3e} | {((a - b) ** 2).sum() / (b ** 2).sum():.3e} | {(a.argmax(1) == b.argmax(1)).mean():.4f} | (reference) |")
-PYEOF
+    row "$out/$mix.peertok.npy" "$out/$mix.peer.npy" "$mix" "$types" "upstream token-by-token vs upstream batch (upstream's own spread)" "(reference)" || true
     if [ "$mix" != f32 ]; then
       # the same file with every tensor widened exactly to F32: upstream then runs float
       # matmuls without its activation rounding; ours with --act-quant f32 is the exact path too
@@ -53,12 +61,7 @@ PYEOF
         --mode batch --threads 2 >"$out/$mix.f32w.log" 2>&1
       "$BIN/dsv4-cli" -m "$f" --ids "$ids" -n 0 --all-logits --dump-logits "$out/$mix.ours-f32.npy" \
         --no-official-numerics --act-quant f32 -t 2 >"$out/$mix.ours-f32.log" 2>&1
-      $PY - "$out/$mix.ours-f32.npy" "$out/$mix.f32w.npy" "$mix" "$types" "ours --act-quant f32 vs upstream on the F32-widened copy" <<'PYEOF' || true
-import sys, numpy as np
-a, b = np.load(sys.argv[1]).astype(np.float64), np.load(sys.argv[2]).astype(np.float64)
-n = ((a - b) ** 2).sum(1) / (b ** 2).sum(1)
-print(f"| {sys.argv[3]} | {sys.argv[4]} | {sys.argv[5]} | {n.max():.3e} | {np.median(n):.3e} | {((a - b) ** 2).sum() / (b ** 2).sum():.3e} | {(a.argmax(1) == b.argmax(1)).mean():.4f} | (attribution) |")
-PYEOF
+      row "$out/$mix.ours-f32.npy" "$out/$mix.f32w.npy" "$mix" "$types" "ours --act-quant f32 vs upstream on the F32-widened copy" "(attribution)" || true
     fi
   else
     other="dsv4 ref backend (upstream refuses the file)"
@@ -67,15 +70,6 @@ PYEOF
     "$BIN/dsv4-cli" -m "$f" --ids "$ids" -n 0 --all-logits --dump-logits "$out/$mix.peer.npy" \
       --no-official-numerics --act-quant f32 --backend ref >"$out/$mix.ref.log" 2>&1
   fi
-  if $PY - "$out/$mix.ours.npy" "$out/$mix.peer.npy" "$mix" "$types" "$other" <<'PYEOF'
-import sys, numpy as np
-a, b = np.load(sys.argv[1]).astype(np.float64), np.load(sys.argv[2]).astype(np.float64)
-n = ((a - b) ** 2).sum(1) / (b ** 2).sum(1)
-top = (a.argmax(1) == b.argmax(1)).mean()
-ok = n.max() <= 1e-3
-print(f"| {sys.argv[3]} | {sys.argv[4]} | {sys.argv[5]} | {n.max():.3e} | {np.median(n):.3e} | {((a - b) ** 2).sum() / (b ** 2).sum():.3e} | {top:.4f} | {'yes' if ok else 'NO'} |")
-sys.exit(0 if ok else 1)
-PYEOF
-  then :; else status=1; fi
+  row "$out/$mix.ours.npy" "$out/$mix.peer.npy" "$mix" "$types" "$other" check || status=1
 done
 exit $status
