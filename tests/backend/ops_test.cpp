@@ -674,13 +674,13 @@ AttnCase make_attn(int64_t n, int64_t H, int64_t Dh, int64_t n_kv, uint64_t seed
 // Bound 1e-9: scores are float32 dots over Dh ≤ 72 terms times a scale (|s| ≲ 10, absolute error
 // ≲ 1e-6 worst case), exp turns an absolute score error into the same relative error of each
 // weight (≲ 1e-6), the normaliser is summed in double and the weighted row sum is ≤ 48 float32
-// axpy steps (≲ 48u relative on a convex combination). Worst case ≈ 1e-5 relative, NMSE ≲ 1e-10;
+// multiply-add steps (≲ 48u relative on a convex combination). Worst case ≈ 1e-5 relative, NMSE ≲ 1e-10;
 // typical NMSE ~1e-14.
 TEST(CpuOps, AttentionVsRef) {
   RefOps ref;
   for (int64_t Dh : {72, 37}) {
     for (int64_t n : kNs) {
-      const int64_t H = 3;
+      const int64_t H = Dh == 72 ? 3 : 19;  // 19: one full 16-head block and a padded one
       AttnCase c = make_attn(n, H, Dh, 97, 100 + static_cast<uint64_t>(n + Dh));
       const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
       Guarded want(static_cast<size_t>(n * H * Dh));
@@ -707,12 +707,13 @@ TEST(CpuOps, AttentionVsRef) {
 // ---- indexer ---------------------------------------------------------------------------------------
 
 // Bound 1e-9: float32 dots over dI = 40 terms (relative ≲ 1e-6 worst case), ReLU (1-Lipschitz),
-// then nI = 5 weighted float32 terms. Entries j ≥ n_vis[t] must stay untouched (sentinel).
+// then nI = 5 or 21 weighted float32 terms. Entries j ≥ n_vis[t] must stay untouched (sentinel).
 TEST(CpuOps, IndexerScoresVsRef) {
   RefOps ref;
-  const int64_t nI = 5, dI = 40, n_keys = 150, ld = 160;
+  const int64_t dI = 40, n_keys = 150, ld = 160;
   const std::vector<float> keys = randn(static_cast<size_t>(n_keys * dI), 71);
   for (int64_t n : kNs) {
+    const int64_t nI = n % 2 == 0 ? 5 : 21;  // 21: a full 16-head block and a padded one
     const std::vector<float> qI = randn(static_cast<size_t>(n * nI * dI), 72);
     const std::vector<float> wI = randn(static_cast<size_t>(n * nI), 73);
     std::vector<int64_t> n_vis(static_cast<size_t>(n));
@@ -909,23 +910,65 @@ TEST(CpuKernels, DotTileBitIdenticalToDot) {
   }
 }
 
-// axpy_rows equals one axpy per row, in row order, bit for bit (every level, tails of every size).
-TEST(CpuKernels, AxpyRowsBitIdenticalToAxpys) {
+// qk16 / pv16 (the attention and indexer tiles, kernels.h): every (row, head) value is the same
+// bits whatever block it landed in (computed alone: nr = 1 / n = 1), whatever the other 15 head
+// columns hold, and within the float32 chain bound of a double reference: |got − exact| ≤
+// n·u·Σ|terms| (u = 2^-24; n sequential roundings, FMA or product + sum each ≤ 2u, so 2n·u).
+TEST(CpuKernels, HeadTilesBlockIndependentAndExact) {
+  constexpr int G = dsv4::backend::cpu::kHeadBlock;
   std::vector<const dsv4::backend::cpu::Kernels*> tables = {&dsv4::backend::cpu::kernels_scalar()};
   if (dsv4::backend::simd_level_supported(SimdLevel::kAvx2)) tables.push_back(dsv4::backend::cpu::kernels_avx2());
   if (dsv4::backend::simd_level_supported(SimdLevel::kAvx512)) tables.push_back(dsv4::backend::cpu::kernels_avx512());
   for (const auto* k : tables) {
-    for (int64_t n : {1, 7, 8, 15, 16, 33, 64, 100, 512, 515}) {
-      for (int64_t nk : {1, 2, 5, 64}) {
+    for (int64_t n : {1, 7, 16, 37, 128, 515}) {
+      for (int64_t nr : {1, 2, 3, 5, 6, 9, 13, 17, 40}) {
         std::vector<std::vector<float>> rows;
         std::vector<const float*> rp;
-        for (int64_t i = 0; i < nk; ++i) rows.push_back(randn(static_cast<size_t>(n), 2000 + static_cast<uint64_t>(i * 7 + n)));
+        for (int64_t i = 0; i < nr; ++i) rows.push_back(randn(static_cast<size_t>(n), 2000 + static_cast<uint64_t>(i * 7 + n)));
         for (auto& r : rows) rp.push_back(r.data());
-        const std::vector<float> a = randn(static_cast<size_t>(nk), 2100 + static_cast<uint64_t>(n));
-        std::vector<float> want = randn(static_cast<size_t>(n), 2200), got = want;
-        for (int64_t i = 0; i < nk; ++i) k->axpy(a[static_cast<size_t>(i)], rp[static_cast<size_t>(i)], want.data(), n);
-        k->axpy_rows(a.data(), rp.data(), nk, got.data(), n);
-        ASSERT_TRUE(same_bits(got.data(), want.data(), n)) << "n=" << n << " nk=" << nk;
+        // qk16: rows · qt
+        const std::vector<float> qt = randn(static_cast<size_t>(n * G), 2100 + static_cast<uint64_t>(n));
+        std::vector<float> out(static_cast<size_t>((nr + 1) * G), -1.0f);
+        k->qk16(qt.data(), rp.data(), nr, n, out.data());
+        for (int j = 0; j < G; ++j) ASSERT_EQ(out[static_cast<size_t>(nr * G + j)], -1.0f) << "wrote past nr rows";
+        std::vector<float> qt1 = randn(static_cast<size_t>(n * G), 2300);  // other columns: noise
+        for (int64_t r = 0; r < nr; ++r) {
+          const int j = static_cast<int>((r * 5) % G);
+          for (int64_t d = 0; d < n; ++d) qt1[static_cast<size_t>(d * G + j)] = qt[static_cast<size_t>(d * G + j)];
+          float one[G];
+          k->qk16(qt1.data(), &rp[static_cast<size_t>(r)], 1, n, one);
+          ASSERT_TRUE(same_bits(&one[j], &out[static_cast<size_t>(r * G + j)], 1)) << "qk16 n=" << n << " nr=" << nr << " r=" << r;
+          for (int jj = 0; jj < G; ++jj) {
+            double exact = 0, mag = 0;
+            for (int64_t d = 0; d < n; ++d) {
+              const double v = static_cast<double>(rp[static_cast<size_t>(r)][d]) * qt[static_cast<size_t>(d * G + jj)];
+              exact += v;
+              mag += std::fabs(v);
+            }
+            ASSERT_LE(std::fabs(out[static_cast<size_t>(r * G + jj)] - exact), 2.0 * static_cast<double>(n) * 0x1p-24 * mag);
+          }
+        }
+        // pv16: Σ_k rows[k] ⊗ p[k] (nr plays nk), n columns
+        const std::vector<float> pw = randn(static_cast<size_t>(nr * G), 2200 + static_cast<uint64_t>(nr));
+        std::vector<float> ot(static_cast<size_t>((n + 1) * G), -1.0f);
+        k->pv16(pw.data(), rp.data(), nr, n, ot.data());
+        for (int j = 0; j < G; ++j) ASSERT_EQ(ot[static_cast<size_t>(n * G + j)], -1.0f) << "wrote past n columns";
+        for (int64_t c = 0; c < n; ++c) {
+          std::vector<const float*> shifted;
+          for (const float* r : rp) shifted.push_back(r + c);
+          float one[G];
+          k->pv16(pw.data(), shifted.data(), nr, 1, one);
+          ASSERT_TRUE(same_bits(one, &ot[static_cast<size_t>(c * G)], G)) << "pv16 n=" << n << " nk=" << nr << " c=" << c;
+          for (int j = 0; j < G; ++j) {
+            double exact = 0, mag = 0;
+            for (int64_t i = 0; i < nr; ++i) {
+              const double v = static_cast<double>(rp[static_cast<size_t>(i)][c]) * pw[static_cast<size_t>(i * G + j)];
+              exact += v;
+              mag += std::fabs(v);
+            }
+            ASSERT_LE(std::fabs(ot[static_cast<size_t>(c * G + j)] - exact), 2.0 * static_cast<double>(nr) * 0x1p-24 * mag);
+          }
+        }
       }
     }
   }

@@ -98,6 +98,7 @@ CpuOps::CpuOps(int n_threads, SimdLevel level)
   n_threads_ = std::max(1, n_threads);
   pool_ = std::make_unique<ThreadPool>(n_threads_);
   scratch_.resize(static_cast<size_t>(n_threads_));
+  row_scratch_.resize(static_cast<size_t>(n_threads_));
 }
 
 CpuOps::~CpuOps() = default;
@@ -112,6 +113,8 @@ void CpuOps::set_threads(int n_threads) {
   }
   if (scratch_.size() < static_cast<size_t>(pool_->threads()))
     scratch_.resize(static_cast<size_t>(pool_->threads()));
+  if (row_scratch_.size() < static_cast<size_t>(pool_->threads()))
+    row_scratch_.resize(static_cast<size_t>(pool_->threads()));
 }
 
 int CpuOps::threads_for(int64_t work) const { return work < kInlineWork ? 1 : n_threads_; }
@@ -119,6 +122,12 @@ int CpuOps::threads_for(int64_t work) const { return work < kInlineWork ? 1 : n_
 float* CpuOps::scratch(int thread, size_t n_floats) {
   std::vector<float>& s = scratch_[static_cast<size_t>(thread)];
   if (s.size() < n_floats) s.resize(n_floats);
+  return s.data();
+}
+
+const float** CpuOps::row_scratch(int thread, size_t n) {
+  std::vector<const float*>& s = row_scratch_[static_cast<size_t>(thread)];
+  if (s.size() < n) s.resize(n);
   return s.data();
 }
 
@@ -565,64 +574,55 @@ void CpuOps::attention(const float* q, int64_t n, int64_t H, int64_t Dh, const f
   if (n <= 0 || H <= 0) return;
   int64_t max_rows = 0;
   for (int64_t t = 0; t < n; ++t) max_rows = std::max(max_rows, offsets[t + 1] - offsets[t]);
-  // Heads of one token share its rows (one K = V row set): a task takes up to kHeadGroup heads of
-  // a token, so each row is read once per group instead of once per head. Per head the operations
-  // are exactly those of one head alone (the same dot per row, the softmax, then the axpys in row
-  // order), so results do not depend on the grouping.
-  constexpr int64_t kHeadGroup = 8;
-  const int64_t groups = ceil_div(H, kHeadGroup);
+  // Heads of one token share its rows (one K = V row set). A task is one token and up to
+  // G = kHeadBlock of its heads, the heads being the vector dimension: q^T [Dh][G] packed once,
+  // scores S [rows][G] = rows · q^T (qk16), the softmax per head, then the weighted rows
+  // O^T [Dh][G] = Σ_k row_k ⊗ P[k] (pv16). Each row is read once per task (not once per head) and
+  // every (row, head) value is one chain in a fixed order (kernels.h), so results do not depend
+  // on the grouping, the batch or the threads.
+  constexpr int64_t G = cpu::kHeadBlock;
+  const int64_t groups = ceil_div(H, G);
+  const size_t rows = static_cast<size_t>(std::max<int64_t>(max_rows, 1));
   pool_->parallel_for(
       n * groups,
       [&](int64_t b, int64_t e, int th) {
-        float* s = scratch(th, static_cast<size_t>(std::max<int64_t>(max_rows, 1) * kHeadGroup));
+        float* qt = scratch(th, static_cast<size_t>(2 * Dh * G) + rows * G);
+        float* ot = qt + Dh * G;
+        float* s = ot + Dh * G;
+        const float** rp = row_scratch(th, rows);
         for (int64_t task = b; task < e; ++task) {
-          const int64_t t = task / groups, h0 = (task % groups) * kHeadGroup;
-          const int64_t nh = std::min(kHeadGroup, H - h0);
+          const int64_t t = task / groups, h0 = (task % groups) * G;
+          const int64_t nh = std::min(G, H - h0);
           const int64_t k0 = offsets[t], nk = offsets[t + 1] - offsets[t];
-          for (int64_t j = 0; j < nh; ++j) {
-            float* oh = out + (t * H + h0 + j) * Dh;
-            std::fill(oh, oh + Dh, 0.0f);
+          float* o = out + (t * H + h0) * Dh;
+          if (nk <= 0) {
+            std::fill(o, o + nh * Dh, 0.0f);
+            continue;
           }
-          if (nk <= 0) continue;
-          // scores: dot_tile over (up to 4 heads) × (up to kTileTokens rows); each value is
-          // bit-identical to dot(q_h, row) (kernels.h; a·b = b·a exactly)
-          {
-            const float* rp[cpu::kTileTokens];
-            float d[cpu::kTileTokens * kRowTile];
-            for (int64_t k = 0; k < nk; k += cpu::kTileTokens) {
-              const int nt = static_cast<int>(std::min<int64_t>(cpu::kTileTokens, nk - k));
-              for (int i = 0; i < nt; ++i) rp[i] = kv + static_cast<int64_t>(indices[k0 + k + i]) * Dh;
-              for (int64_t j0 = 0; j0 < nh; j0 += kRowTile) {
-                const int nr = static_cast<int>(std::min<int64_t>(kRowTile, nh - j0));
-                k_->dot_tile(q + (t * H + h0 + j0) * Dh, Dh, nr, rp, nt, Dh, d, kRowTile);
-                for (int i = 0; i < nt; ++i)
-                  for (int j = 0; j < nr; ++j) s[(j0 + j) * nk + k + i] = scale * d[i * kRowTile + j];
-              }
+          const float* qh = q + (t * H + h0) * Dh;
+          for (int64_t d = 0; d < Dh; ++d) {
+            for (int64_t j = 0; j < nh; ++j) qt[d * G + j] = qh[j * Dh + d];
+            for (int64_t j = nh; j < G; ++j) qt[d * G + j] = 0.0f;
+          }
+          for (int64_t k = 0; k < nk; ++k) rp[k] = kv + static_cast<int64_t>(indices[k0 + k]) * Dh;
+          k_->qk16(qt, rp, nk, Dh, s);
+          // softmax over the rows and the sink, per head (normaliser in double)
+          for (int64_t j = 0; j < G; ++j) {
+            if (j >= nh) {
+              for (int64_t k = 0; k < nk; ++k) s[k * G + j] = 0.0f;
+              continue;
             }
-          }
-          float inv[kHeadGroup];
-          for (int64_t j = 0; j < nh; ++j) {
             const int64_t h = h0 + j;
-            float* sj = s + j * nk;
             float mx = (sinks != nullptr) ? sinks[h] : -std::numeric_limits<float>::infinity();
-            for (int64_t k = 0; k < nk; ++k) mx = std::max(mx, sj[k]);
+            for (int64_t k = 0; k < nk; ++k) mx = std::max(mx, s[k * G + j] *= scale);
             double den = (sinks != nullptr) ? static_cast<double>(std::exp(sinks[h] - mx)) : 0.0;
-            for (int64_t k = 0; k < nk; ++k) den += (sj[k] = std::exp(sj[k] - mx));
-            inv[j] = static_cast<float>(1.0 / den);
+            for (int64_t k = 0; k < nk; ++k) den += (s[k * G + j] = std::exp(s[k * G + j] - mx));
+            const float inv = static_cast<float>(1.0 / den);
+            for (int64_t k = 0; k < nk; ++k) s[k * G + j] *= inv;
           }
-          // outputs: per head the rows' axpys in row order (axpy_rows keeps o_h in registers;
-          // bit-identical to one axpy per row), the rows in chunks so their pointers stay small
-          constexpr int64_t kRowChunk = 64;
-          const float* rp[kRowChunk];
-          float pw[kRowChunk];
-          for (int64_t c0 = 0; c0 < nk; c0 += kRowChunk) {
-            const int64_t nc = std::min(kRowChunk, nk - c0);
-            for (int64_t i = 0; i < nc; ++i) rp[i] = kv + static_cast<int64_t>(indices[k0 + c0 + i]) * Dh;
-            for (int64_t j = 0; j < nh; ++j) {
-              for (int64_t i = 0; i < nc; ++i) pw[i] = s[j * nk + c0 + i] * inv[j];
-              k_->axpy_rows(pw, rp, nc, out + (t * H + h0 + j) * Dh, Dh);
-            }
-          }
+          k_->pv16(s, rp, nk, Dh, ot);
+          for (int64_t j = 0; j < nh; ++j)
+            for (int64_t d = 0; d < Dh; ++d) o[j * Dh + d] = ot[d * G + j];
         }
       },
       threads_for(n * H * max_rows * Dh * 2));
@@ -634,25 +634,46 @@ void CpuOps::indexer_scores(const float* qI, const float* wI, int64_t n, int64_t
                             const float* keys, const int64_t* n_vis, float scale, float* score,
                             int64_t ld_score) {
   if (n <= 0) return;
+  // A task is one token and up to kKeyChunk of its keys: the token's heads packed as q^T in
+  // groups of G = kHeadBlock ([groups][dI][G], zero-padded), the dots of every key with every head
+  // by qk16 (one chain in increasing d per pair), then per key the sum over heads in head order.
   constexpr int64_t kKeyChunk = 64;
+  constexpr int64_t G = cpu::kHeadBlock;
+  const int64_t groups = ceil_div(nI, G);
   int64_t max_chunks = 0;
   for (int64_t t = 0; t < n; ++t) max_chunks = std::max(max_chunks, ceil_div(n_vis[t], kKeyChunk));
   if (max_chunks == 0) return;
   pool_->parallel_for(
       n * max_chunks,
-      [&](int64_t b, int64_t e) {
+      [&](int64_t b, int64_t e, int th) {
+        float* qt = scratch(th, static_cast<size_t>(groups * dI * G + groups * kKeyChunk * G));
+        float* d = qt + groups * dI * G;
+        const float** rp = row_scratch(th, static_cast<size_t>(kKeyChunk));
+        int64_t packed = -1;
         for (int64_t task = b; task < e; ++task) {
           const int64_t t = task / max_chunks, j0 = (task % max_chunks) * kKeyChunk;
           const int64_t j1 = std::min(n_vis[t], j0 + kKeyChunk);
-          const float* qt = qI + t * nI * dI;
-          for (int64_t j = j0; j < j1; ++j) {
-            const float* kj = keys + j * dI;
+          if (j1 <= j0) continue;
+          if (packed != t) {
+            const float* qh = qI + t * nI * dI;
+            for (int64_t g = 0; g < groups; ++g)
+              for (int64_t c = 0; c < dI; ++c)
+                for (int64_t j = 0; j < G; ++j)
+                  qt[(g * dI + c) * G + j] = g * G + j < nI ? qh[(g * G + j) * dI + c] : 0.0f;
+            packed = t;
+          }
+          const int64_t nk = j1 - j0;
+          for (int64_t j = 0; j < nk; ++j) rp[j] = keys + (j0 + j) * dI;
+          for (int64_t g = 0; g < groups; ++g) k_->qk16(qt + g * dI * G, rp, nk, dI, d + g * kKeyChunk * G);
+          const float* wt = wI + t * nI;
+          for (int64_t j = 0; j < nk; ++j) {
             float acc = 0.0f;
-            for (int64_t h = 0; h < nI; ++h) {
-              const float d = k_->dot(qt + h * dI, kj, dI);
-              acc += (wI[t * nI + h] * scale) * std::max(d, 0.0f);
+            for (int64_t g = 0; g < groups; ++g) {
+              const float* dj = d + (g * kKeyChunk + j) * G;
+              const int64_t nh = std::min(G, nI - g * G);
+              for (int64_t i = 0; i < nh; ++i) acc += (wt[g * G + i] * scale) * std::max(dj[i], 0.0f);
             }
-            score[t * ld_score + j] = acc;
+            score[t * ld_score + j0 + j] = acc;
           }
         }
       },

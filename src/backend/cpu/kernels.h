@@ -18,6 +18,8 @@ namespace dsv4::backend::cpu {
 
 // Tokens per dot_tile call (at most).
 constexpr int kTileTokens = 6;
+// Heads per qk16 / pv16 call.
+constexpr int kHeadBlock = 16;
 
 struct Kernels {
   // n elements of `type` (n a multiple of the block size, checked by the caller) from src to
@@ -39,10 +41,15 @@ struct Kernels {
   bool (*dot_fused)(quant::QType type, const uint8_t* row, const float* x, int64_t n, float* out);
   // Whether dot_fused takes `type` for rows of n elements (nullptr: never).
   bool (*has_fused)(quant::QType type, int64_t n);
-  // y[c] += a[k]·x[k][c] for k = 0 .. nk−1 in that order, each step rounded as axpy does (no
-  // FMA): bit-identical to nk axpy calls, but y stays in registers across the rows (attention
-  // outputs: one head's weighted sum of its rows).
-  void (*axpy_rows)(const float* a, const float* const* x, int64_t nk, float* y, int64_t n);
+  // Attention and indexer tiles over kHeadBlock = 16 heads (the vector dimension; heads beyond
+  // the caller's count are zero-padded columns). Each (row, head) value is one chain of
+  // multiply-adds in increasing d (qk16) or k (pv16), one FMA per step on the SIMD levels and a
+  // rounded product then a rounded sum on the scalar level, so it depends only on its own inputs
+  // and the level: never on nr / nk, on the block it landed in, or on the other heads.
+  //   qk16: out[r·16 + j] = Σ_d x[r][d]·qt[d·16 + j]    r < nr, d < n   (scores: qt = q^T)
+  //   pv16: ot[c·16 + j] = Σ_k x[k][c]·p[k·16 + j]      c < n, k < nk   (weighted rows, transposed)
+  void (*qk16)(const float* qt, const float* const* x, int64_t nr, int64_t n, float* out);
+  void (*pv16)(const float* p, const float* const* x, int64_t nk, int64_t n, float* ot);
 };
 
 // Activation rows rounded to bf16 (bf16 = true) or f16 and widened back, bit-identical to

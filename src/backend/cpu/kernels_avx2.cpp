@@ -355,34 +355,72 @@ void axpy_avx2(float a, const float* x, float* y, int64_t n) {
   for (; c < n; ++c) y[c] += a * x[c];
 }
 
-void axpy_rows_avx2(const float* a, const float* const* x, int64_t nk, float* y, int64_t n) {
-  int64_t c = 0;
-  for (; c + 32 <= n; c += 32) {
-    __m256 y0 = _mm256_loadu_ps(y + c), y1 = _mm256_loadu_ps(y + c + 8);
-    __m256 y2 = _mm256_loadu_ps(y + c + 16), y3 = _mm256_loadu_ps(y + c + 24);
-    for (int64_t k = 0; k < nk; ++k) {
-      const __m256 av = _mm256_set1_ps(a[k]);
-      const float* xk = x[k] + c;
-      y0 = _mm256_add_ps(y0, _mm256_mul_ps(av, _mm256_loadu_ps(xk)));
-      y1 = _mm256_add_ps(y1, _mm256_mul_ps(av, _mm256_loadu_ps(xk + 8)));
-      y2 = _mm256_add_ps(y2, _mm256_mul_ps(av, _mm256_loadu_ps(xk + 16)));
-      y3 = _mm256_add_ps(y3, _mm256_mul_ps(av, _mm256_loadu_ps(xk + 24)));
+// Attention / indexer tiles, 16 heads = two vectors (kernels.h): per (row, head) one FMA chain
+// in increasing d (qk16) or k (pv16). qk16: R rows × 2 vectors of accumulators, each row element
+// broadcast once for both; pv16: C columns × 2 vectors.
+template <int R>
+void qk16_block(const float* qt, const float* const* x, int64_t n, float* out) {
+  __m256 lo[R], hi[R];
+  const float* xr[R];
+  DSV4_UNROLL
+  for (int r = 0; r < R; ++r) {
+    lo[r] = _mm256_setzero_ps();
+    hi[r] = _mm256_setzero_ps();
+    xr[r] = x[r];
+  }
+  for (int64_t d = 0; d < n; ++d) {
+    const __m256 q0 = _mm256_loadu_ps(qt + d * 16), q1 = _mm256_loadu_ps(qt + d * 16 + 8);
+    DSV4_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const __m256 xv = _mm256_broadcast_ss(xr[r] + d);
+      lo[r] = _mm256_fmadd_ps(xv, q0, lo[r]);
+      hi[r] = _mm256_fmadd_ps(xv, q1, hi[r]);
     }
-    _mm256_storeu_ps(y + c, y0);
-    _mm256_storeu_ps(y + c + 8, y1);
-    _mm256_storeu_ps(y + c + 16, y2);
-    _mm256_storeu_ps(y + c + 24, y3);
   }
-  for (; c + 8 <= n; c += 8) {
-    __m256 y0 = _mm256_loadu_ps(y + c);
-    for (int64_t k = 0; k < nk; ++k) y0 = _mm256_add_ps(y0, _mm256_mul_ps(_mm256_set1_ps(a[k]), _mm256_loadu_ps(x[k] + c)));
-    _mm256_storeu_ps(y + c, y0);
+  DSV4_UNROLL
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_ps(out + r * 16, lo[r]);
+    _mm256_storeu_ps(out + r * 16 + 8, hi[r]);
   }
-  for (; c < n; ++c) {
-    float acc = y[c];
-    for (int64_t k = 0; k < nk; ++k) acc += a[k] * x[k][c];
-    y[c] = acc;
+}
+
+void qk16_avx2(const float* qt, const float* const* x, int64_t nr, int64_t n, float* out) {
+  int64_t r = 0;
+  for (; r + 6 <= nr; r += 6) qk16_block<6>(qt, x + r, n, out + r * 16);
+  for (; r + 2 <= nr; r += 2) qk16_block<2>(qt, x + r, n, out + r * 16);
+  if (r < nr) qk16_block<1>(qt, x + r, n, out + r * 16);
+}
+
+template <int C>
+void pv16_block(const float* p, const float* const* x, int64_t nk, int64_t c0, float* ot) {
+  __m256 lo[C], hi[C];
+  DSV4_UNROLL
+  for (int c = 0; c < C; ++c) {
+    lo[c] = _mm256_setzero_ps();
+    hi[c] = _mm256_setzero_ps();
   }
+  for (int64_t k = 0; k < nk; ++k) {
+    const __m256 p0 = _mm256_loadu_ps(p + k * 16), p1 = _mm256_loadu_ps(p + k * 16 + 8);
+    const float* xk = x[k] + c0;
+    DSV4_UNROLL
+    for (int c = 0; c < C; ++c) {
+      const __m256 xv = _mm256_broadcast_ss(xk + c);
+      lo[c] = _mm256_fmadd_ps(xv, p0, lo[c]);
+      hi[c] = _mm256_fmadd_ps(xv, p1, hi[c]);
+    }
+  }
+  DSV4_UNROLL
+  for (int c = 0; c < C; ++c) {
+    _mm256_storeu_ps(ot + (c0 + c) * 16, lo[c]);
+    _mm256_storeu_ps(ot + (c0 + c) * 16 + 8, hi[c]);
+  }
+}
+
+void pv16_avx2(const float* p, const float* const* x, int64_t nk, int64_t n, float* ot) {
+  int64_t c = 0;
+  for (; c + 6 <= n; c += 6) pv16_block<6>(p, x, nk, c, ot);
+  for (; c + 2 <= n; c += 2) pv16_block<2>(p, x, nk, c, ot);
+  if (c < n) pv16_block<1>(p, x, nk, c, ot);
 }
 
 // ---- fused dequantize-and-dot (decode): see fused_dot.inc. Lane layout of dot_rows_t:
@@ -412,7 +450,7 @@ bool has_fused_avx2(QType type, int64_t n) { return n % 32 == 0 && fused_for(typ
 DSV4_TARGET_END()
 
 const Kernels kAvx2Kernels = {dequant_avx2, dot_avx2, dot_rows_avx2, dot_tile_avx2, axpy_avx2, dot_fused_avx2,
-                              has_fused_avx2, axpy_rows_avx2};
+                              has_fused_avx2, qk16_avx2, pv16_avx2};
 
 }  // namespace
 

@@ -185,34 +185,75 @@ void axpy_avx512(float a, const float* x, float* y, int64_t n) {
   for (; c < n; ++c) y[c] += a * x[c];
 }
 
-void axpy_rows_avx512(const float* a, const float* const* x, int64_t nk, float* y, int64_t n) {
+// Attention / indexer tiles, 16 heads = one vector (kernels.h): per (row, head) one FMA chain in
+// increasing d (qk16) or k (pv16), so a value never depends on the block it was computed in.
+// qk16: R rows at a time (R pointers stay in registers; 9 loads per 8 FMAs at R = 8, the row
+// element as an embedded broadcast).
+template <int R>
+void qk16_block(const float* qt, const float* const* x, int64_t n, float* out) {
+  __m512 acc[R];
+  const float* xr[R];
+  DSV4_UNROLL
+  for (int r = 0; r < R; ++r) {
+    acc[r] = _mm512_setzero_ps();
+    xr[r] = x[r];
+  }
+  for (int64_t d = 0; d < n; ++d) {
+    const __m512 q = _mm512_loadu_ps(qt + d * 16);
+    DSV4_UNROLL
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(xr[r][d]), q, acc[r]);
+  }
+  DSV4_UNROLL
+  for (int r = 0; r < R; ++r) _mm512_storeu_ps(out + r * 16, acc[r]);
+}
+
+void qk16_avx512(const float* qt, const float* const* x, int64_t nr, int64_t n, float* out) {
+  int64_t r = 0;
+  for (; r + 8 <= nr; r += 8) qk16_block<8>(qt, x + r, n, out + r * 16);
+  if (nr - r >= 4) {
+    qk16_block<4>(qt, x + r, n, out + r * 16);
+    r += 4;
+  }
+  if (nr - r >= 2) {
+    qk16_block<2>(qt, x + r, n, out + r * 16);
+    r += 2;
+  }
+  if (nr - r >= 1) qk16_block<1>(qt, x + r, n, out + r * 16);
+}
+
+// pv16: C output columns at a time (C accumulators of 16 heads; per row one weight vector load
+// and C broadcast FMAs).
+template <int C>
+void pv16_block(const float* p, const float* const* x, int64_t nk, int64_t c0, float* ot) {
+  __m512 acc[C];
+  DSV4_UNROLL
+  for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < nk; ++k) {
+    const __m512 pv = _mm512_loadu_ps(p + k * 16);
+    const float* xk = x[k] + c0;
+    DSV4_UNROLL
+    for (int c = 0; c < C; ++c) acc[c] = _mm512_fmadd_ps(_mm512_set1_ps(xk[c]), pv, acc[c]);
+  }
+  DSV4_UNROLL
+  for (int c = 0; c < C; ++c) _mm512_storeu_ps(ot + (c0 + c) * 16, acc[c]);
+}
+
+void pv16_avx512(const float* p, const float* const* x, int64_t nk, int64_t n, float* ot) {
   int64_t c = 0;
-  for (; c + 64 <= n; c += 64) {
-    __m512 y0 = _mm512_loadu_ps(y + c), y1 = _mm512_loadu_ps(y + c + 16);
-    __m512 y2 = _mm512_loadu_ps(y + c + 32), y3 = _mm512_loadu_ps(y + c + 48);
-    for (int64_t k = 0; k < nk; ++k) {
-      const __m512 av = _mm512_set1_ps(a[k]);
-      const float* xk = x[k] + c;
-      y0 = _mm512_add_ps(y0, _mm512_mul_ps(av, _mm512_loadu_ps(xk)));
-      y1 = _mm512_add_ps(y1, _mm512_mul_ps(av, _mm512_loadu_ps(xk + 16)));
-      y2 = _mm512_add_ps(y2, _mm512_mul_ps(av, _mm512_loadu_ps(xk + 32)));
-      y3 = _mm512_add_ps(y3, _mm512_mul_ps(av, _mm512_loadu_ps(xk + 48)));
-    }
-    _mm512_storeu_ps(y + c, y0);
-    _mm512_storeu_ps(y + c + 16, y1);
-    _mm512_storeu_ps(y + c + 32, y2);
-    _mm512_storeu_ps(y + c + 48, y3);
+  for (; c + 16 <= n; c += 16) pv16_block<16>(p, x, nk, c, ot);
+  if (n - c >= 8) {
+    pv16_block<8>(p, x, nk, c, ot);
+    c += 8;
   }
-  for (; c + 16 <= n; c += 16) {
-    __m512 y0 = _mm512_loadu_ps(y + c);
-    for (int64_t k = 0; k < nk; ++k) y0 = _mm512_add_ps(y0, _mm512_mul_ps(_mm512_set1_ps(a[k]), _mm512_loadu_ps(x[k] + c)));
-    _mm512_storeu_ps(y + c, y0);
+  if (n - c >= 4) {
+    pv16_block<4>(p, x, nk, c, ot);
+    c += 4;
   }
-  for (; c < n; ++c) {
-    float acc = y[c];
-    for (int64_t k = 0; k < nk; ++k) acc += a[k] * x[k][c];
-    y[c] = acc;
+  if (n - c >= 2) {
+    pv16_block<2>(p, x, nk, c, ot);
+    c += 2;
   }
+  if (n - c >= 1) pv16_block<1>(p, x, nk, c, ot);
 }
 
 // Fused dequantize-and-dot (fused_dot.inc) in this level's lane layout: element c → accumulator
@@ -302,7 +343,7 @@ DSV4_TARGET_END()
 
 const Kernels* kernels_avx512() {
   static const Kernels k = {kernels_avx2()->dequant, dot_avx512, dot_rows_avx512, dot_tile_avx512, axpy_avx512,
-                            dot_fused_avx512, has_fused_avx512, axpy_rows_avx512};
+                            dot_fused_avx512, has_fused_avx512, qk16_avx512, pv16_avx512};
   return &k;
 }
 

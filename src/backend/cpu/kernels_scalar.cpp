@@ -38,16 +38,26 @@ void axpy_scalar(float a, const float* x, float* y, int64_t n) {
   for (int64_t c = 0; c < n; ++c) y[c] += a * x[c];
 }
 
-void axpy_rows_scalar(const float* a, const float* const* x, int64_t nk, float* y, int64_t n) {
+void qk16_scalar(const float* qt, const float* const* x, int64_t nr, int64_t n, float* out) {
+  for (int64_t r = 0; r < nr; ++r) {
+    float acc[16] = {};
+    for (int64_t d = 0; d < n; ++d)
+      for (int j = 0; j < 16; ++j) acc[j] += x[r][d] * qt[d * 16 + j];
+    for (int j = 0; j < 16; ++j) out[r * 16 + j] = acc[j];
+  }
+}
+
+void pv16_scalar(const float* p, const float* const* x, int64_t nk, int64_t n, float* ot) {
   for (int64_t c = 0; c < n; ++c) {
-    float acc = y[c];
-    for (int64_t k = 0; k < nk; ++k) acc += a[k] * x[k][c];
-    y[c] = acc;
+    float acc[16] = {};
+    for (int64_t k = 0; k < nk; ++k)
+      for (int j = 0; j < 16; ++j) acc[j] += x[k][c] * p[k * 16 + j];
+    for (int j = 0; j < 16; ++j) ot[c * 16 + j] = acc[j];
   }
 }
 
 const Kernels kScalarKernels = {dequant_scalar, dot_scalar, dot_rows_scalar, dot_tile_scalar, axpy_scalar, nullptr, nullptr,
-                                axpy_rows_scalar};
+                                qk16_scalar, pv16_scalar};
 
 }  // namespace
 

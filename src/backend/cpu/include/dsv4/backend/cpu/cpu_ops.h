@@ -103,6 +103,7 @@ class CpuOps final : public Ops {
   int threads_for(int64_t work) const;
   // Per-thread scratch, grown only.
   float* scratch(int thread, size_t n_floats);
+  const float** row_scratch(int thread, size_t n);  // per-thread row-pointer scratch, grown only
   // Shared helpers: y[t] rows of W·x for the rows [r0, r1) of w, on the calling thread.
   void matmul_rows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t ldx,
                    int64_t n, float* y, int64_t ldy, int thread);
@@ -137,6 +138,7 @@ class CpuOps final : public Ops {
   std::unique_ptr<ThreadPool> pool_;
   int n_threads_ = 1;
   std::vector<std::vector<float>> scratch_;
+  std::vector<std::vector<const float*>> row_scratch_;
   // moe / hc scratch (grown only)
   std::vector<float> buf_a_, buf_b_;
   std::vector<int64_t> ibuf_a_, ibuf_b_, ibuf_c_, ibuf_d_;
