@@ -50,6 +50,8 @@
 #     small ROUNDS=5 REPS=2 TG=128: 3 min (18:11-18:14 UTC), then
 #     FILES=flash-2l ROUNDS=8 REPS=1 TG=128 KEEP=1 (files already made): 45 min (18:14-18:59 UTC;
 #     upstream 25 min incl. its guard, ds4-q2 19 min) → 48 min for both files and both mixes.
+#   MEASURED again (session 7, commit 0b5fb3d, the same two commands): small 3 min (21:29-21:32),
+#     flash-2l 41 min (21:32-22:13) → 44 min.
 #   Run flash-2l only on an otherwise idle machine; with others compiling, numbers are noisy.
 #   The tg cells of flash-2l are at the memory bus for both engines; for a tighter pairing of them
 #   see bench/pair-bench.py (both models loaded, runs seconds apart).
