@@ -83,6 +83,16 @@ constexpr int64_t kBlockFloats = 32768;  // prefill: dequantized rows per block 
 constexpr int64_t kInlineWork = int64_t{1} << 15;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Up to cpu::kHeadBlock heads of dim elements each (head j at qh + j·dim, nh of them) as the
+// transposed block qt [dim][kHeadBlock] that qk16 takes, the columns past nh zero.
+void pack_heads_t(const float* qh, int64_t nh, int64_t dim, float* qt) {
+  constexpr int64_t G = cpu::kHeadBlock;
+  for (int64_t d = 0; d < dim; ++d) {
+    for (int64_t j = 0; j < nh; ++j) qt[d * G + j] = qh[j * dim + d];
+    for (int64_t j = nh; j < G; ++j) qt[d * G + j] = 0.0f;
+  }
+}
 inline float sigmoidf(float v) { return 1.0f / (1.0f + std::exp(-v)); }
 inline double sigmoidd(double v) { return 1.0 / (1.0 + std::exp(-v)); }
 }  // namespace
@@ -599,19 +609,13 @@ void CpuOps::attention(const float* q, int64_t n, int64_t H, int64_t Dh, const f
             std::fill(o, o + nh * Dh, 0.0f);
             continue;
           }
-          const float* qh = q + (t * H + h0) * Dh;
-          for (int64_t d = 0; d < Dh; ++d) {
-            for (int64_t j = 0; j < nh; ++j) qt[d * G + j] = qh[j * Dh + d];
-            for (int64_t j = nh; j < G; ++j) qt[d * G + j] = 0.0f;
-          }
+          pack_heads_t(q + (t * H + h0) * Dh, nh, Dh, qt);
           for (int64_t k = 0; k < nk; ++k) rp[k] = kv + static_cast<int64_t>(indices[k0 + k]) * Dh;
           k_->qk16(qt, rp, nk, Dh, s);
-          // softmax over the rows and the sink, per head (normaliser in double)
-          for (int64_t j = 0; j < G; ++j) {
-            if (j >= nh) {
-              for (int64_t k = 0; k < nk; ++k) s[k * G + j] = 0.0f;
-              continue;
-            }
+          // softmax over the rows and the sink, per head (normaliser in double); the padded
+          // columns j ≥ nh are left as they are: pv16's columns are independent and theirs are
+          // not copied out
+          for (int64_t j = 0; j < nh; ++j) {
             const int64_t h = h0 + j;
             float mx = (sinks != nullptr) ? sinks[h] : -std::numeric_limits<float>::infinity();
             for (int64_t k = 0; k < nk; ++k) mx = std::max(mx, s[k * G + j] *= scale);
@@ -655,11 +659,8 @@ void CpuOps::indexer_scores(const float* qI, const float* wI, int64_t n, int64_t
           const int64_t j1 = std::min(n_vis[t], j0 + kKeyChunk);
           if (j1 <= j0) continue;
           if (packed != t) {
-            const float* qh = qI + t * nI * dI;
             for (int64_t g = 0; g < groups; ++g)
-              for (int64_t c = 0; c < dI; ++c)
-                for (int64_t j = 0; j < G; ++j)
-                  qt[(g * dI + c) * G + j] = g * G + j < nI ? qh[(g * G + j) * dI + c] : 0.0f;
+              pack_heads_t(qI + (t * nI + g * G) * dI, std::min(G, nI - g * G), dI, qt + g * dI * G);
             packed = t;
           }
           const int64_t nk = j1 - j0;
