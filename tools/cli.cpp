@@ -9,13 +9,20 @@
 // position first) as a float32 .npy [steps][n_vocab], for tests. --dump-intermediates FILE
 // writes every named intermediate of the forward pass (forward.h Observer) as text lines
 // "name<TAB>layer<TAB>pos<TAB>v0 v1 …" (%.9g), for locating where two engines part.
+// --force-selections PREFIX (testing) replaces the routers' and the indexer's choices by recorded
+// ones (another engine's) where they differ, printing each replaced choice to stderr as
+// "force-selections<TAB>router|indexer<TAB>layer<TAB>pos<TAB>our ids<TAB>recorded ids<TAB>our scores"
+// (scripts/peer/flavour-logits.sh: the flavour comparison with the discrete choices taken alike).
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <sstream>
 #include <string>
@@ -45,6 +52,90 @@ std::string gib(double bytes) {
 int fail(const dsv4::Status& s) {
   fmt::print(stderr, "dsv4-cli: {}\n", s.to_string());
   return 1;
+}
+
+// The recorded choice of row `pos` of a [n][k] int array (entries < 0 dropped), or nullopt when
+// the array is absent or has no such row.
+std::optional<std::vector<int32_t>> recorded_row(const dsv4::NpyArray& a, int64_t pos) {
+  if (a.shape.size() != 2 || pos < 0 || pos >= a.shape[0]) return std::nullopt;
+  std::vector<int32_t> r;
+  for (int64_t j = 0; j < a.shape[1]; ++j)
+    if (const int64_t v = a.as_i64(pos * a.shape[1] + j); v >= 0) r.push_back(static_cast<int32_t>(v));
+  return r;
+}
+
+// Prints a replaced choice: kind, layer, position, our ids, the recorded ids, and the scores we
+// chose from (the whole row: n_expert router scores, or the visible indexer rows).
+void print_forced(const char* kind, int layer, int64_t pos, const std::vector<int32_t>& ours,
+                  const std::vector<int32_t>& rec, std::span<const float> scores) {
+  auto ids = [](const std::vector<int32_t>& v) {
+    std::string r;
+    for (int32_t i : v) r += (r.empty() ? "" : ",") + std::to_string(i);
+    return r;
+  };
+  std::string sc;
+  for (float v : scores) sc += fmt::format("{}{:.9g}", sc.empty() ? "" : ",", v);
+  fmt::print(stderr, "force-selections\t{}\t{}\t{}\t{}\t{}\t{}\n", kind, layer, pos, ids(ours), ids(rec), sc);
+}
+
+// --force-selections PREFIX: loads PREFIX.L<il>.experts.npy (score-routed layers: n_expert_used
+// distinct ids < n_expert per row) and PREFIX.L<il>.topk.npy (CSA layers: indexer row ids, −1 for
+// none) where present, and installs hooks that replace our choice by the recorded one when the
+// two differ as sets. Errors: kInvalidArgument naming the file for a bad shape or id.
+dsv4::Status install_forced_selections(dsv4::model::Forward& fwd, const dsv4::HParams& h, const std::string& prefix,
+                                       std::vector<dsv4::NpyArray>& experts, std::vector<dsv4::NpyArray>& rows) {
+  experts.assign(static_cast<size_t>(h.n_layer), {});
+  rows.assign(static_cast<size_t>(h.n_layer), {});
+  int n_files = 0;
+  for (int64_t il = 0; il < h.n_layer; ++il) {
+    for (const bool is_exp : {true, false}) {
+      const std::string path = prefix + ".L" + std::to_string(il) + (is_exp ? ".experts.npy" : ".topk.npy");
+      if (!std::filesystem::exists(path)) continue;
+      auto r = dsv4::npy_read(path);
+      if (!r) return r.status();
+      dsv4::NpyArray& a = (is_exp ? experts : rows)[static_cast<size_t>(il)];
+      a = std::move(*r);
+      const bool int_type = a.descr == "<i4" || a.descr == "<i8";
+      if (!int_type || a.shape.size() != 2 || (is_exp && a.shape[1] != h.n_expert_used))
+        return dsv4::Status(dsv4::ErrorCode::kInvalidArgument,
+                            path + ": want int32/int64 [n_tokens][" + (is_exp ? std::to_string(h.n_expert_used) : "k") + "]");
+      for (int64_t k = 0; k < a.size(); ++k) {
+        const int64_t v = a.as_i64(k);
+        if (is_exp ? (v < 0 || v >= h.n_expert) : v < -1)
+          return dsv4::Status(dsv4::ErrorCode::kInvalidArgument, path + ": id " + std::to_string(v) + " out of range");
+      }
+      if (is_exp)
+        for (int64_t p = 0; p < a.shape[0]; ++p) {
+          std::vector<int32_t> v = *recorded_row(a, p);
+          std::sort(v.begin(), v.end());
+          if (std::adjacent_find(v.begin(), v.end()) != v.end())
+            return dsv4::Status(dsv4::ErrorCode::kInvalidArgument, path + ": row " + std::to_string(p) + " repeats an expert");
+        }
+      ++n_files;
+    }
+  }
+  if (n_files == 0)
+    return dsv4::Status(dsv4::ErrorCode::kInvalidArgument, "--force-selections: no " + prefix + ".L<il>.{experts,topk}.npy");
+  auto same_set = [](std::vector<int32_t> a, std::vector<int32_t> b) {
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    return a == b;
+  };
+  fwd.set_route_hook([&experts, same_set](int layer, int64_t pos, std::span<const float> biased, std::vector<int32_t>& ids) {
+    auto rec = recorded_row(experts[static_cast<size_t>(layer)], pos);
+    if (!rec || same_set(ids, *rec)) return;
+    print_forced("router", layer, pos, ids, *rec, biased);
+    ids = *rec;
+  });
+  fwd.set_hooks(nullptr, [&rows, same_set](int layer, int64_t pos, std::span<const float> scores, std::vector<int32_t>& sel) {
+    auto rec = recorded_row(rows[static_cast<size_t>(layer)], pos);
+    if (!rec) return;
+    std::erase_if(*rec, [&](int32_t j) { return static_cast<size_t>(j) >= scores.size(); });
+    if (same_set(sel, *rec)) return;
+    print_forced("indexer", layer, pos, sel, *rec, scores);
+    sel = *rec;
+  });
+  return dsv4::Status::ok();
 }
 
 }  // namespace
@@ -99,6 +190,11 @@ int main(int argc, char** argv) {
   app.add_flag("--all-logits", all_logits,
                "with --dump-logits: the logits of every prompt position [n_prompt][n_vocab] (one "
                "prefill), then the generated steps' rows");
+  std::string force_sel;
+  app.add_option("--force-selections", force_sel,
+                 "testing: take the routers' experts and the indexer's rows from PREFIX.L<il>.experts.npy "
+                 "/ PREFIX.L<il>.topk.npy ([n_tokens][k] int, row = position; -1 = none) where they differ "
+                 "from ours; each replaced choice is printed with the scores we chose from");
   // llama.cpp's multi-letter single-dash flags (CLI11 allows one letter after a single dash)
   std::vector<std::string> args(argv, argv + argc);
   for (std::string& a : args) {
@@ -148,6 +244,9 @@ int main(int argc, char** argv) {
       fmt::print(f, "\n");
     });
   }
+  std::vector<dsv4::NpyArray> forced_experts, forced_rows;  // per layer; empty = not forced
+  if (!force_sel.empty())
+    if (dsv4::Status s = install_forced_selections(fwd, h, force_sel, forced_experts, forced_rows); !s) return fail(s);
   dsv4::model::SequenceState st(m, dsv4::model::StateOptions{n_ctx, !raw_numerics});
   fmt::print(stderr, "model: {} layers (n_embd {}, {} heads x {}, {} experts x {} ({} used), vocab {})\n",
              h.n_layer, h.n_embd, h.n_head, h.head_dim, h.n_expert, h.n_ff_exp, h.n_expert_used, h.n_vocab);

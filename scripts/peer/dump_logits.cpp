@@ -18,9 +18,11 @@
 //   Row r of both is position r. Slower (the graph is evaluated in pieces).
 //
 // --dump-tensors NAMES --dump-prefix PREFIX: NAMES a comma list of graph tensor base names (e.g.
-//   "kv,attn_norm,ffn_out"); every F32 graph tensor named "<base>-<il>" (il ≥ 0 or -1) is written,
-//   once per llama_decode call c, as PREFIX.<base>-<il>.<c>.npy, float32 [ne3, ne2, ne1, ne0]
-//   (contiguous copies; views are skipped). For locating the first op where two engines part.
+//   "kv,attn_norm,ffn_out"); every F32 or I32 graph tensor named "<base>-<il>" (il ≥ 0 or -1) is
+//   written, once per llama_decode call c, as PREFIX.<base>-<il>.<c>.npy, float32 / int32
+//   [ne3, ne2, ne1, ne0] (contiguous copies; views are skipped). For locating the first op where
+//   two engines part, and for the routers' choices ("ffn_moe_argsort": every expert, best first).
+//   May be combined with --dump-topk.
 //
 // Modes:
 //   batch   : all tokens in one llama_decode (n_batch = n_ubatch = n_tokens), logits for all.
@@ -169,10 +171,11 @@ void write_npy(const std::string & path, const void * data, size_t nbytes, const
 
 bool g_verbose = false;
 
-void write_npy_nd(const std::string & path, const float * data, const int64_t * ne) {
+// descr "<f4" (float) or "<i4" (int32); 4-byte elements either way
+void write_npy_nd(const std::string & path, const void * data, const int64_t * ne, const char * descr) {
     std::string shape = "(" + std::to_string(ne[3]) + ", " + std::to_string(ne[2]) + ", " + std::to_string(ne[1]) +
                         ", " + std::to_string(ne[0]) + ")";
-    std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+    std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
     while ((10 + header.size() + 1) % 64 != 0) header += ' ';
     header += '\n';
     FILE * f = std::fopen(path.c_str(), "wb");
@@ -183,7 +186,7 @@ void write_npy_nd(const std::string & path, const float * data, const int64_t * 
     std::fwrite(&hl, 2, 1, f);
     std::fwrite(header.data(), 1, header.size(), f);
     const size_t n = static_cast<size_t>(ne[0] * ne[1] * ne[2] * ne[3]);
-    if (std::fwrite(data, sizeof(float), n, f) != n) die("short write to " + path);
+    if (std::fwrite(data, 4, n, f) != n) die("short write to " + path);
     std::fclose(f);
 }
 
@@ -226,15 +229,16 @@ bool tcap_wants(const char * name) {
     return false;
 }
 
-void write_npy_nd(const std::string & path, const float * data, const int64_t * ne);
+void write_npy_nd(const std::string & path, const void * data, const int64_t * ne, const char * descr);
 
 bool eval_cb(struct ggml_tensor * t, bool ask, void * ud) {
     if (!g_tcap.bases.empty() && tcap_wants(t->name)) {
         if (ask) return true;
-        if (t->type == GGML_TYPE_F32 && ggml_is_contiguous(t)) {
-            std::vector<float> buf(ggml_nelements(t));
-            ggml_backend_tensor_get(t, buf.data(), 0, buf.size() * sizeof(float));
-            write_npy_nd(g_tcap.prefix + "." + t->name + "." + std::to_string(g_tcap.call) + ".npy", buf.data(), t->ne);
+        if ((t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_I32) && ggml_is_contiguous(t)) {
+            std::vector<uint32_t> buf(ggml_nelements(t));
+            ggml_backend_tensor_get(t, buf.data(), 0, buf.size() * 4);
+            write_npy_nd(g_tcap.prefix + "." + t->name + "." + std::to_string(g_tcap.call) + ".npy", buf.data(), t->ne,
+                         t->type == GGML_TYPE_F32 ? "<f4" : "<i4");
         } else if (g_verbose) {
             std::fprintf(stderr, "dump_logits: skip %s (%s, contiguous %d)\n", t->name, ggml_type_name(t->type),
                          ggml_is_contiguous(t) ? 1 : 0);
@@ -364,13 +368,10 @@ int main(int argc, char ** argv) {
     cp.type_v = cp.type_k;  // DSV4 requires type_k == type_v
     cp.no_perf = true;
     topk_capture cap;
-    if (!topk_prefix.empty()) {
+    if (!g_tcap.bases.empty() && g_tcap.prefix.empty()) die("--dump-tensors needs --dump-prefix");
+    if (!topk_prefix.empty() || !g_tcap.bases.empty()) {
         cp.cb_eval = eval_cb;
-        cp.cb_eval_user_data = &cap;
-    } else if (!g_tcap.bases.empty()) {
-        if (g_tcap.prefix.empty()) die("--dump-tensors needs --dump-prefix");
-        cp.cb_eval = eval_cb;
-        cp.cb_eval_user_data = nullptr;
+        cp.cb_eval_user_data = topk_prefix.empty() ? nullptr : &cap;
     }
     llama_context * ctx = llama_init_from_model(model, cp);
     if (!ctx) die("failed to create context");

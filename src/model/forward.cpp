@@ -712,6 +712,7 @@ void Forward::layer(const Layer& L, int li, const std::vector<SeqLayer>& sl, int
           for (int64_t e = 0; e < E; ++e)
             biased[static_cast<size_t>(e)] = static_cast<float>(sc[static_cast<size_t>(e)] + L.gate_bias[static_cast<size_t>(e)]);
           top_k(biased.data(), E, K, top);
+          if (route_hook_) route_hook_(li, pos[t], biased, top);
           if (obs_) obs_("router_biased_scores", li, pos[t], biased);
         }
         double sum = 0;

@@ -455,6 +455,76 @@ TEST(ForwardIntermediates, ReporterNamesAPlantedDivergence) {
   EXPECT_EQ(d.first, got[k].first);
 }
 
+// The route hook (dsv4-cli --force-selections: another engine's expert choice at a near tie):
+// sees the biased scores and our top-k (the k best of those scores, best first); leaving the
+// choice alone changes nothing bit for bit; replacing it at one (layer, position) routes that
+// token through the given experts (observed, weights renormalised over them) and changes no
+// earlier position.
+TEST(ForwardHooks, RouteHookReplacesExperts) {
+  auto m = load_model("tiny");
+  ASSERT_TRUE(m);
+  const dsv4::HParams& hp = m->hparams();
+  ASSERT_LT(hp.n_hash_layers, hp.n_layer);
+  const int li = static_cast<int>(hp.n_hash_layers);  // the first score-routed layer
+  const int64_t at = 5, V = hp.n_vocab;
+  auto ops = make_ops("cpu");
+  const auto toks0 = tokens_of(load_npy(fx("tiny", "tokens/main.npy")));
+  const std::vector<int32_t> toks(toks0.begin(), toks0.begin() + 12);
+  auto run = [&](dsv4::model::RouteHook hook, std::vector<float>* experts_at, std::vector<float>* weights_at) {
+    Forward f(*m, *ops);
+    f.set_route_hook(std::move(hook));
+    f.set_observer([&](const std::string& name, int layer, int64_t pos, std::span<const float> v) {
+      if (layer != li || pos != at) return;
+      if (name == "router_experts" && experts_at) experts_at->assign(v.begin(), v.end());
+      if (name == "router_weights" && weights_at) weights_at->assign(v.begin(), v.end());
+    });
+    SequenceState st(*m, StateOptions{256, true});
+    return prefill_all(f, st, toks);
+  };
+  std::vector<float> free_experts;
+  const std::vector<float> base = run(nullptr, &free_experts, nullptr);
+  int64_t calls = 0;
+  std::vector<int32_t> worst;  // the n_expert_used lowest-scored experts at (li, at)
+  const std::vector<float> same = run(
+      [&](int layer, int64_t pos, std::span<const float> biased, std::vector<int32_t>& ids) {
+        ++calls;
+        ASSERT_EQ(biased.size(), static_cast<size_t>(hp.n_expert));
+        ASSERT_EQ(ids.size(), static_cast<size_t>(hp.n_expert_used));
+        for (size_t k = 1; k < ids.size(); ++k) EXPECT_GE(biased[static_cast<size_t>(ids[k - 1])], biased[static_cast<size_t>(ids[k])]);
+        for (int32_t e = 0; e < hp.n_expert; ++e) {
+          if (std::find(ids.begin(), ids.end(), e) == ids.end()) {
+            EXPECT_LE(biased[static_cast<size_t>(e)], biased[static_cast<size_t>(ids.back())]);
+          }
+        }
+        if (layer == li && pos == at) {
+          std::vector<int32_t> order(static_cast<size_t>(hp.n_expert));
+          for (int32_t e = 0; e < hp.n_expert; ++e) order[static_cast<size_t>(e)] = e;
+          std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return biased[static_cast<size_t>(a)] < biased[static_cast<size_t>(b)]; });
+          worst.assign(order.begin(), order.begin() + hp.n_expert_used);
+        }
+      },
+      nullptr, nullptr);
+  EXPECT_EQ(calls, (hp.n_layer - hp.n_hash_layers) * static_cast<int64_t>(toks.size()));
+  EXPECT_EQ(same, base);  // the hook alone changes nothing
+  ASSERT_EQ(worst.size(), static_cast<size_t>(hp.n_expert_used));
+  std::vector<float> forced_experts, forced_weights;
+  const std::vector<float> forced = run(
+      [&](int layer, int64_t pos, std::span<const float>, std::vector<int32_t>& ids) {
+        if (layer == li && pos == at) ids = worst;
+      },
+      &forced_experts, &forced_weights);
+  EXPECT_EQ(forced_experts, std::vector<float>(worst.begin(), worst.end()));
+  EXPECT_NE(forced_experts, free_experts);
+  double wsum = 0;
+  for (float w : forced_weights) wsum += w;
+  if (hp.expert_weights_norm) {
+    EXPECT_NEAR(wsum, hp.expert_weights_scale, 1e-5);
+  }
+  ASSERT_EQ(forced.size(), base.size());
+  EXPECT_TRUE(std::equal(base.begin(), base.begin() + at * V, forced.begin()));  // earlier positions untouched
+  EXPECT_FALSE(std::equal(base.begin() + at * V, base.begin() + (at + 1) * V, forced.begin() + at * V));
+}
+
 // ---- consistency (cpu backend): bit-identical across chunking, batching, threads ------------
 
 std::vector<float> run_chunked(Forward& f, SequenceState& st, const std::vector<int32_t>& toks,

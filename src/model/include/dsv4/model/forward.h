@@ -103,10 +103,15 @@ using Observer = std::function<void(const std::string& name, int layer, int64_t 
 // that rounded a near-tie the other way), called before the value is used:
 //   RowHook: "kv" (the FP8-rounded nope part of a raw KV row, before RoPE), "compressed_row"
 //            (final, as stored), "indexer_key_row" (final, as stored);
-//   SelHook: an indexer selection with the scores it was taken from (CSA layers).
+//   SelHook: an indexer selection with the scores it was taken from (CSA layers);
+//   RouteHook: a score-routed layer's experts (n_expert_used ids, best first) with the biased
+//              scores [n_expert] they were taken from (§8.1); a replacement must hold
+//              n_expert_used distinct ids < n_expert (the routing weights follow the ids).
 using RowHook = std::function<void(const std::string& name, int layer, int64_t pos, std::span<float> row)>;
 using SelHook = std::function<void(int layer, int64_t pos, std::span<const float> scores,
                                    std::vector<int32_t>& selection)>;
+using RouteHook = std::function<void(int layer, int64_t pos, std::span<const float> biased,
+                                     std::vector<int32_t>& experts)>;
 
 struct SeqInput {
   SequenceState* state = nullptr;
@@ -138,6 +143,7 @@ class Forward {
     row_hook_ = std::move(row);
     sel_hook_ = std::move(sel);
   }
+  void set_route_hook(RouteHook route) { route_hook_ = std::move(route); }
   // Indexer selection (row ids, in selection order) of the last token run, per layer (empty
   // for non-CSA layers); for tests.
   const std::vector<std::vector<int32_t>>& last_selection() const { return last_sel_; }
@@ -148,6 +154,7 @@ class Forward {
   Observer obs_;
   RowHook row_hook_;
   SelHook sel_hook_;
+  RouteHook route_hook_;
   std::vector<std::vector<int32_t>> last_sel_;
   struct Scratch;
   std::shared_ptr<Scratch> s_;
