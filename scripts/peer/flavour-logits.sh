@@ -7,7 +7,8 @@
 # type, the routing weight after the down projection). Beside it, per mix: upstream against
 # itself (its token-by-token mode vs its batch mode on the same file), the spread an independent
 # summation order alone produces through near-tie router/indexer flips; and dsv4 --act-quant f32
-# vs upstream on the copy widened to F32 (both exact: isolates the rounding); and dsv4 with the
+# vs upstream on the copy widened to F32 (both exact: isolates the rounding); dsv4's scalar kernels
+# vs its default SIMD level (dsv4 against itself: another float order); and dsv4 with the
 # routers' and the indexer's discrete choices taken from upstream (dsv4-cli --force-selections,
 # upstream's choices captured from its graph) wherever the two engines chose differently, each
 # such choice checked to be each engine's own top-k of its own scores (scripts/peer/forced_choices.py;
@@ -84,6 +85,12 @@ PYEOF
     build/peer/bin/dump_logits -m "$f" -t "$out/toks.txt" -o "$out/$mix.peertok.npy" --mode token \
       --threads 2 >"$out/$mix.peertok.log" 2>&1
     row "$out/$mix.peertok.npy" "$out/$mix.peer.npy" "$mix" "$types" "upstream token-by-token vs upstream batch (upstream's own spread)" "(reference)" || true
+    # dsv4 against itself: the portable scalar kernels (another float order, the same rounding
+    # rules) vs the default SIMD level
+    DSV4_SIMD=scalar "$BIN/dsv4-cli" -m "$f" --ids "$ids" -n 0 --all-logits --dump-logits "$out/$mix.scalar.npy" \
+      --no-official-numerics -t 2 >"$out/$mix.scalar.log" 2>&1
+    level=$(grep -o 'cpu\[[a-z0-9]*\]' "$out/$mix.ours.log" | head -1)
+    row "$out/$mix.scalar.npy" "$out/$mix.ours.npy" "$mix" "$types" "dsv4 cpu[scalar] vs dsv4 $level (dsv4's own spread)" "(reference)" || true
     if [ "$mix" != f32 ]; then
       # the same file with every tensor widened exactly to F32: upstream then runs float
       # matmuls without its activation rounding; ours with --act-quant f32 is the exact path too
