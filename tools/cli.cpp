@@ -81,7 +81,9 @@ void print_forced(const char* kind, int layer, int64_t pos, const std::vector<in
 // --force-selections PREFIX: loads PREFIX.L<il>.experts.npy (score-routed layers: n_expert_used
 // distinct ids < n_expert per row) and PREFIX.L<il>.topk.npy (CSA layers: indexer row ids, −1 for
 // none) where present, and installs hooks that replace our choice by the recorded one when the
-// two differ as sets. Errors: kInvalidArgument naming the file for a bad shape or id.
+// two differ as sets (printed; a recorded indexer row beyond the rows we see is printed and not
+// taken). Errors: kInvalidArgument naming the file for a bad shape, an id out of range or a
+// repeated id in a row.
 dsv4::Status install_forced_selections(dsv4::model::Forward& fwd, const dsv4::HParams& h, const std::string& prefix,
                                        std::vector<dsv4::NpyArray>& experts, std::vector<dsv4::NpyArray>& rows) {
   experts.assign(static_cast<size_t>(h.n_layer), {});
@@ -104,13 +106,13 @@ dsv4::Status install_forced_selections(dsv4::model::Forward& fwd, const dsv4::HP
         if (is_exp ? (v < 0 || v >= h.n_expert) : v < -1)
           return dsv4::Status(dsv4::ErrorCode::kInvalidArgument, path + ": id " + std::to_string(v) + " out of range");
       }
-      if (is_exp)
-        for (int64_t p = 0; p < a.shape[0]; ++p) {
-          std::vector<int32_t> v = *recorded_row(a, p);
-          std::sort(v.begin(), v.end());
-          if (std::adjacent_find(v.begin(), v.end()) != v.end())
-            return dsv4::Status(dsv4::ErrorCode::kInvalidArgument, path + ": row " + std::to_string(p) + " repeats an expert");
-        }
+      for (int64_t p = 0; p < a.shape[0]; ++p) {
+        std::vector<int32_t> v = *recorded_row(a, p);
+        std::sort(v.begin(), v.end());
+        if (std::adjacent_find(v.begin(), v.end()) != v.end())
+          return dsv4::Status(dsv4::ErrorCode::kInvalidArgument,
+                              path + ": row " + std::to_string(p) + (is_exp ? " repeats an expert" : " repeats a row id"));
+      }
       ++n_files;
     }
   }
@@ -121,18 +123,21 @@ dsv4::Status install_forced_selections(dsv4::model::Forward& fwd, const dsv4::HP
     std::sort(b.begin(), b.end());
     return a == b;
   };
+  // (layers ≥ n_layer, e.g. an MTP block, are never forced)
   fwd.set_route_hook([&experts, same_set](int layer, int64_t pos, std::span<const float> biased, std::vector<int32_t>& ids) {
+    if (layer < 0 || static_cast<size_t>(layer) >= experts.size()) return;
     auto rec = recorded_row(experts[static_cast<size_t>(layer)], pos);
     if (!rec || same_set(ids, *rec)) return;
     print_forced("router", layer, pos, ids, *rec, biased);
     ids = *rec;
   });
   fwd.set_hooks(nullptr, [&rows, same_set](int layer, int64_t pos, std::span<const float> scores, std::vector<int32_t>& sel) {
+    if (layer < 0 || static_cast<size_t>(layer) >= rows.size()) return;
     auto rec = recorded_row(rows[static_cast<size_t>(layer)], pos);
-    if (!rec) return;
-    std::erase_if(*rec, [&](int32_t j) { return static_cast<size_t>(j) >= scores.size(); });
-    if (same_set(sel, *rec)) return;
+    if (!rec || same_set(sel, *rec)) return;
     print_forced("indexer", layer, pos, sel, *rec, scores);
+    // a recorded row we do not see (beyond our visible rows) is printed above, not taken
+    if (std::any_of(rec->begin(), rec->end(), [&](int32_t j) { return static_cast<size_t>(j) >= scores.size(); })) return;
     sel = *rec;
   });
   return dsv4::Status::ok();
@@ -193,8 +198,8 @@ int main(int argc, char** argv) {
   std::string force_sel;
   app.add_option("--force-selections", force_sel,
                  "testing: take the routers' experts and the indexer's rows from PREFIX.L<il>.experts.npy "
-                 "/ PREFIX.L<il>.topk.npy ([n_tokens][k] int, row = position; -1 = none) where they differ "
-                 "from ours; each replaced choice is printed with the scores we chose from");
+                 "/ PREFIX.L<il>.topk.npy ([n_tokens][k] int, row = position; -1 = no row, .topk only) where "
+                 "they differ from ours; each differing choice is printed with the scores we chose from");
   // llama.cpp's multi-letter single-dash flags (CLI11 allows one letter after a single dash)
   std::vector<std::string> args(argv, argv + argc);
   for (std::string& a : args) {

@@ -1,39 +1,51 @@
 #!/usr/bin/env python3
-"""Were the choices dsv4 took from upstream near ties? (forward-pass issue, "Flavours").
+"""Were the choices dsv4 took from upstream near ties of scores that agree? (forward-pass issue,
+"Flavours").
 
 dsv4-cli --force-selections PREFIX replaces a router's experts or the indexer's rows by upstream's
-where the two engines chose differently, and prints each replaced choice with the scores dsv4
-chose from ("force-selections<TAB>router|indexer<TAB>layer<TAB>pos<TAB>ours<TAB>upstream's<TAB>
-scores"). Upstream's scores at the same position come from its graph captures (dump_logits):
+where the two engines chose differently, and prints each such choice with the scores dsv4 chose
+from ("force-selections<TAB>router|indexer<TAB>layer<TAB>pos<TAB>ours<TAB>upstream's<TAB>scores").
+dsv4's scores at every position come from dsv4-cli --dump-intermediates of the same run
+(router_biased_scores, indexer_scores); upstream's from its graph captures (dump_logits):
   router : PREFIX.ffn_moe_probs_biased-<il>.0.npy   (sqrt(softplus(logit)) + bias, [n_tok][n_expert])
-  indexer: PREFIX.L<il>.score.npy                   (masked scores, [n_tok][n_rows])
+  indexer: PREFIX.L<il>.score.npy                   (masked scores, [n_tok][n_rows], -inf = not visible)
 
-Our own scores at every position come from dsv4-cli --dump-intermediates (router_biased_scores,
-indexer_scores) of the same run.
+Checks (exit 1 when one fails):
+  per layer (every position, replaced or not):
+    - visibility: upstream sees as many candidates as dsv4 at every position (router: n_expert;
+      indexer: the compressed rows complete at that position);
+    - the scores agree: the median over positions of the score rows' NMSE is <= SCORE_BOUND.
+      Observed medians: router 1e-5 .. 3e-5, indexer 1e-9 .. 1.5e-3 (its scores,
+      sum_h w_h ReLU(q_h.k), cancel between heads of opposite weight, so their relative
+      disagreement is 10-100x the logits'); a wrong bias, scale, sign or RoPE gives O(0.1 .. 1).
+  per replaced choice:
+    - every id upstream chose is one dsv4 sees;
+    - each engine's choice is the top-k of its own scores over the ids that differ (our margin
+      min(ours[only ours]) - max(ours[only upstream's]) >= 0, upstream's likewise): the choices
+      differ because the scores do, not because a selection is wrong. Margin 0 on both sides is
+      an exact tie broken differently (dsv4: the lower id; ggml_top_k: no fixed rule).
+Upstream's margin is never larger than the swapped pair's score difference (S_o[j] >= S_o[i] and
+S_u[i] >= S_u[j] give (S_o-S_u)[j] - (S_o-S_u)[i] >= both margins): with the scores agreeing, a
+replaced choice is a near tie of those scores. The printed margins (relative to max |upstream
+score|) say how near.
 
-A replaced choice is accepted (exit 0) when each engine's choice is the top-k of its own scores
-over the ids that differ: our margin min(ours[only ours]) - max(ours[only upstream's]) >= 0 and
-upstream's margin likewise. Then the choices differ only because the two engines' scores do, not
-because either selection is wrong (a top-k that does not take the top, a different tie rule where
-the scores differ, masking); margin 0 on both sides is an exact tie, broken differently (ours: the
-lower id; ggml_top_k: no fixed rule). A wrong score (bias, scale) shows in the printed score
-NMSE: at the position, and its median over every position of that layer. Upstream's margin is
-never larger than the swapped pair's score difference (S_o[j] >= S_o[i] and S_u[i] >= S_u[j]
-give (S_o-S_u)[j] - (S_o-S_u)[i] >= both margins), so the printed margins, relative to max
-|upstream score|, say how near the tie was. Prints one markdown table row per choice; exits 1
-when a choice is not its engine's own top-k.
-
-  forced_choices.py MIX LOG INTERMEDIATES.tsv PREFIX
+  forced_choices.py MIX LOG INTERMEDIATES.tsv PREFIX CHOICES.md LAYERS.md
+appends one markdown row per replaced choice to CHOICES.md and one per (choice kind, layer) to
+LAYERS.md.
 """
 import sys
 
 import numpy as np
 
-BOUND = 1e-3
+SCORE_BOUND = 1e-2
+
+
+def nmse(a, b):
+    return ((a - b) ** 2).sum() / max((b ** 2).sum(), 1e-300)
 
 
 def main():
-    mix, log, inter, prefix = sys.argv[1:5]
+    mix, log, inter, prefix, choices_md, layers_md = sys.argv[1:7]
     ours = {}  # (kind, layer) -> {pos: scores}
     names = {"router_biased_scores": "router", "indexer_scores": "indexer"}
     for line in open(inter):
@@ -46,30 +58,51 @@ def main():
         x = np.load(path).astype(np.float64)
         up[(kind, layer)] = x.reshape(-1, x.shape[-1])
 
-    def nmse(kind, layer, pos):
-        so = ours[(kind, layer)][pos]
-        su = up[(kind, layer)][pos][: len(so)]
-        return ((so - su) ** 2).sum() / max((su ** 2).sum(), 1e-300), so, su
-
     bad = 0
-    for line in open(log):
-        if not line.startswith("force-selections\t"):
-            continue
-        _, kind, layer, pos, a_s, b_s, _ = line.rstrip("\n").split("\t")
-        layer, pos = int(layer), int(pos)
-        a = [int(v) for v in a_s.split(",") if v]
-        b = [int(v) for v in b_s.split(",") if v]
-        e, so, su = nmse(kind, layer, pos)
-        med = np.median([nmse(kind, layer, p)[0] for p, v in ours[(kind, layer)].items() if len(v)])
-        only_o = [i for i in a if i not in b]
-        only_u = [i for i in b if i not in a]
-        m_o = min(so[only_o]) - max(so[only_u])
-        m_u = min(su[only_u]) - max(su[only_o])
-        scale = np.abs(su).max()
-        ok = m_o >= 0 and m_u >= 0
-        bad += not ok
-        print(f"| {mix} | {kind} | {layer} | {pos} | {a_s} | {b_s} | {m_u / scale:.2e} | {m_o / scale:.2e} | "
-              f"{e:.2e} | {med:.2e} | {'yes' if ok else 'NO'} |")
+    replaced = {}  # (kind, layer) -> [count, exact ties]
+    with open(choices_md, "a") as out:
+        for line in open(log):
+            if not line.startswith("force-selections\t"):
+                continue
+            _, kind, layer, pos, a_s, b_s, _ = line.rstrip("\n").split("\t")
+            layer, pos = int(layer), int(pos)
+            a = [int(v) for v in a_s.split(",") if v]
+            b = [int(v) for v in b_s.split(",") if v]
+            so = ours[(kind, layer)][pos]
+            su = up[(kind, layer)][pos][: len(so)]
+            only_o = [i for i in a if i not in b]
+            only_u = [i for i in b if i not in a]
+            visible = all(i < len(so) for i in b)
+            if visible and only_o and only_u:
+                m_o = min(so[only_o]) - max(so[only_u])
+                m_u = min(su[only_u]) - max(su[only_o])
+            else:  # an invisible id, or sets of different sizes: not a swap of candidates
+                m_o = m_u = -np.inf
+            ok = visible and m_o >= 0 and m_u >= 0
+            bad += not ok
+            r = replaced.setdefault((kind, layer), [0, 0])
+            r[0] += 1
+            r[1] += m_o == 0 and m_u == 0
+            scale = np.abs(su).max()
+            out.write(f"| {mix} | {kind} | {layer} | {pos} | {a_s} | {b_s} | {m_u / scale:.2e} | {m_o / scale:.2e} | "
+                      f"{nmse(so, su):.2e} | {'yes' if ok else 'NO' + ('' if visible else ' (not visible to dsv4)')} |\n")
+    with open(layers_md, "a") as out:
+        for (kind, layer), rows in sorted(ours.items()):
+            u = up[(kind, layer)]
+            e, mismatch = [], 0
+            for pos, so in rows.items():
+                n_vis = int(np.isfinite(u[pos]).sum())
+                if n_vis != len(so):
+                    mismatch += 1
+                    continue
+                if len(so):
+                    e.append(nmse(so, u[pos][: len(so)]))
+            med = float(np.median(e)) if e else 0.0
+            ok = mismatch == 0 and med <= SCORE_BOUND
+            bad += not ok
+            n, ties = replaced.get((kind, layer), [0, 0])
+            out.write(f"| {mix} | {kind} | {layer} | {len(rows)} | {n} | {ties} | {mismatch} | {med:.2e} | "
+                      f"{max(e) if e else 0:.2e} | {'yes' if ok else 'NO'} |\n")
     sys.exit(1 if bad else 0)
 
 

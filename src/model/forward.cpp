@@ -712,7 +712,15 @@ void Forward::layer(const Layer& L, int li, const std::vector<SeqLayer>& sl, int
           for (int64_t e = 0; e < E; ++e)
             biased[static_cast<size_t>(e)] = static_cast<float>(sc[static_cast<size_t>(e)] + L.gate_bias[static_cast<size_t>(e)]);
           top_k(biased.data(), E, K, top);
-          if (route_hook_) route_hook_(li, pos[t], biased, top);
+          if (route_hook_) {
+            route_hook_(li, pos[t], biased, top);
+            // the hook's contract (forward.h): K distinct ids < E
+            DSV4_CHECK(static_cast<int64_t>(top.size()) == K);
+            for (size_t k = 0; k < top.size(); ++k) {
+              DSV4_CHECK(top[k] >= 0 && top[k] < E);
+              DSV4_CHECK(std::find(top.begin(), top.begin() + static_cast<std::ptrdiff_t>(k), top[k]) == top.begin() + static_cast<std::ptrdiff_t>(k));
+            }
+          }
           if (obs_) obs_("router_biased_scores", li, pos[t], biased);
         }
         double sum = 0;

@@ -91,3 +91,53 @@ def test_no_files_is_an_error(bin_dir, model, tmp_path):
     r, _, _ = run_cli(bin_dir, model, tmp_path, "none", "--force-selections", str(tmp_path / "nothing"))
     assert r.returncode != 0
     assert "no " in r.stderr and "nothing.L<il>" in r.stderr, r.stderr
+
+
+def indexer_rows(tsv, layer):
+    """{pos: selected row ids} of a CSA layer (--dump-intermediates indexer_topk)."""
+    r = {}
+    for line in open(tsv):
+        name, l, pos, vals = line.rstrip("\n").split("\t")
+        if name == "indexer_topk" and int(l) == layer:
+            r[int(pos)] = [int(float(v)) for v in vals.split()]
+    return r
+
+
+def test_forced_indexer_rows(bin_dir, model, tmp_path):
+    r, free_npy, free_tsv = run_cli(bin_dir, model, tmp_path, "free")
+    assert r.returncode == 0, r.stderr
+    layer = 1  # the tiny preset's first CSA layer (compress ratios 0, 4, 128, 4)
+    sel = indexer_rows(free_tsv, layer)
+    n_tok = len(IDS.split(","))
+    at = n_tok - 1  # sees (at + 1) // 4 = 3 compressed rows, all selected (top-k 8)
+    assert sorted(sel[at]) == [0, 1, 2]
+    rec = np.full((n_tok, 8), -1, np.int32)
+    for p, v in sel.items():
+        rec[p, : len(v)] = v
+    rec[at, :3] = [2, 0, -1]  # recorded: rows 2 and 0 only
+    np.save(tmp_path / f"idx.L{layer}.topk.npy", rec)
+    r, idx_npy, idx_tsv = run_cli(bin_dir, model, tmp_path, "idx", "--force-selections", str(tmp_path / "idx"))
+    assert r.returncode == 0, r.stderr
+    lines = [l.split("\t") for l in r.stderr.splitlines() if l.startswith("force-selections\t")]
+    assert [(k, int(l), int(p), t) for _, k, l, p, _, t, _ in lines] == [("indexer", layer, at, "2,0")], r.stderr
+    assert len(lines[0][6].split(",")) == 3  # the scores of the 3 visible rows
+    assert sorted(indexer_rows(idx_tsv, layer)[at]) == [0, 2]
+    a, b = np.load(free_npy), np.load(idx_npy)
+    assert np.array_equal(a[:at], b[:at]) and not np.array_equal(a[at], b[at])
+    # a recorded row we do not see yet (row 5 completes at position 23) is printed, not taken
+    rec[at, :4] = [0, 1, 2, 5]
+    np.save(tmp_path / f"inv.L{layer}.topk.npy", rec)
+    r, inv_npy, _ = run_cli(bin_dir, model, tmp_path, "inv", "--force-selections", str(tmp_path / "inv"))
+    assert r.returncode == 0, r.stderr
+    lines = [l.split("\t") for l in r.stderr.splitlines() if l.startswith("force-selections\t")]
+    assert len(lines) == 1 and lines[0][5] == "0,1,2,5", r.stderr
+    assert np.array_equal(np.load(inv_npy), a)
+
+
+def test_repeated_indexer_row_is_refused(bin_dir, model, tmp_path):
+    bad = np.full((12, 8), -1, np.int32)
+    bad[11, :2] = [1, 1]
+    np.save(tmp_path / "rep.L1.topk.npy", bad)
+    r, _, _ = run_cli(bin_dir, model, tmp_path, "rep", "--force-selections", str(tmp_path / "rep"))
+    assert r.returncode != 0
+    assert "rep.L1.topk.npy" in r.stderr and "repeats a row id" in r.stderr, r.stderr
