@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -523,6 +524,27 @@ TEST(ForwardHooks, RouteHookReplacesExperts) {
   ASSERT_EQ(forced.size(), base.size());
   EXPECT_TRUE(std::equal(base.begin(), base.begin() + at * V, forced.begin()));  // earlier positions untouched
   EXPECT_FALSE(std::equal(base.begin() + at * V, base.begin() + (at + 1) * V, forced.begin() + at * V));
+}
+
+// A route hook that breaks its contract (forward.h: n_expert_used distinct ids < n_expert) stops
+// the process with the check named, instead of reading past the routing tables.
+TEST(ForwardHooksDeathTest, RouteHookContractIsChecked) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  auto m = load_model("tiny");
+  ASSERT_TRUE(m);
+  const auto toks0 = tokens_of(load_npy(fx("tiny", "tokens/main.npy")));
+  const std::vector<int32_t> toks(toks0.begin(), toks0.begin() + 4);
+  auto run_with = [&](std::function<void(std::vector<int32_t>&)> breaker) {
+    auto ops = make_ops("cpu");
+    Forward f(*m, *ops);
+    f.set_route_hook([&](int, int64_t, std::span<const float>, std::vector<int32_t>& ids) { breaker(ids); });
+    SequenceState st(*m, StateOptions{64, true});
+    prefill_all(f, st, toks);
+  };
+  const int32_t E = static_cast<int32_t>(m->hparams().n_expert);
+  EXPECT_DEATH(run_with([](std::vector<int32_t>& ids) { ids.push_back(0); }), "internal check failed");
+  EXPECT_DEATH(run_with([&](std::vector<int32_t>& ids) { ids[0] = E; }), "internal check failed");
+  EXPECT_DEATH(run_with([](std::vector<int32_t>& ids) { ids[1] = ids[0]; }), "internal check failed");
 }
 
 // ---- consistency (cpu backend): bit-identical across chunking, batching, threads ------------

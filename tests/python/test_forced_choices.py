@@ -16,7 +16,7 @@ def fmt(v):
     return ",".join(str(int(i)) for i in v)
 
 
-def write_case(tmp, ours_router, up_router, ours_idx, up_idx, choices):
+def write_case(tmp, ours_router, up_router, ours_idx, up_idx, choices, exact=False):
     """ours_*: {pos: scores}; up_*: [n_pos][n] arrays (-inf = not visible); choices: log lines."""
     with open(tmp / "inter.tsv", "w") as f:
         for p, v in ours_router.items():
@@ -29,7 +29,7 @@ def write_case(tmp, ours_router, up_router, ours_idx, up_idx, choices):
         f.write("loading\n")
         for kind, layer, pos, a, b in choices:
             f.write(f"force-selections\t{kind}\t{layer}\t{pos}\t{fmt(a)}\t{fmt(b)}\t0\n")
-    r = subprocess.run([sys.executable, str(SCRIPT), "mix", str(tmp / "log"), str(tmp / "inter.tsv"), str(tmp / "up"),
+    r = subprocess.run([sys.executable, str(SCRIPT), *(["--exact"] if exact else []), "mix", str(tmp / "log"), str(tmp / "inter.tsv"), str(tmp / "up"),
                         str(tmp / "choices.md"), str(tmp / "layers.md")], capture_output=True, text=True)
     return r.returncode, (tmp / "choices.md").read_text(), (tmp / "layers.md").read_text()
 
@@ -92,3 +92,45 @@ def test_a_visibility_mismatch_fails(tmp_path):
     assert rc == 1
     cols = [c.strip() for c in ly.split("| mix | indexer | 1 |")[1].split("\n")[0].split("|")]
     assert cols[3] == "1" and cols[-2] == "NO"  # one visibility mismatch
+
+
+def test_our_choice_that_is_not_our_top_k_fails(tmp_path):
+    ch_bad = [("router", 2, 7, [0, 3], [0, 2])]  # expert 3 scores 0 on our side: not our top-2
+    rc, ch, _ = write_case(tmp_path, *base(np.random.default_rng(7)), ch_bad)
+    assert rc == 1 and "| NO |" in ch
+
+
+def test_sets_of_different_sizes_fail(tmp_path):
+    ch_bad = [("indexer", 1, 30, [0, 1, 2, 3, 5], [0, 1, 2, 3])]
+    rc, ch, _ = write_case(tmp_path, *base(np.random.default_rng(8)), ch_bad)
+    assert rc == 1 and "| NO |" in ch
+
+
+def exact_case(rng):
+    """Scores equal to 1e-9 relative; router position 7 holds an exact tie (experts 1 and 2)."""
+    ours_r, up_r, ours_i, up_i = base(rng)
+    for p in range(N_POS):
+        up_r[p] = ours_r[p] * (1 + 1e-9 * rng.normal(size=N_EXP))
+        n = len(ours_i[p])
+        up_i[p, :n] = ours_i[p] * (1 + 1e-9 * rng.normal(size=n))
+    ours_r[7][:] = up_r[7][:] = [2.0, 1.5, 1.5, 0, 0, 0, 0, 0]
+    return ours_r, up_r, ours_i, up_i
+
+
+def test_exact_path_accepts_exact_ties_only(tmp_path):
+    tie = [("router", 2, 7, [0, 1], [0, 2])]
+    rc, ch, ly = write_case(tmp_path, *exact_case(np.random.default_rng(9)), tie, exact=True)
+    assert rc == 0, ch + ly
+    assert ly.count("| yes |") == 2
+    # the rounding path's near tie (margins 2e-4) is not an exact tie
+    rc, ch, _ = write_case(tmp_path, *base(np.random.default_rng(10)), [choices_ok()[0]], exact=True)
+    assert rc == 1 and "| NO |" in ch
+
+
+def test_exact_path_fails_scores_off_by_1e_3(tmp_path):
+    ours_r, up_r, ours_i, up_i = exact_case(np.random.default_rng(11))
+    up_r[20, 0] += 0.01  # one position's router scores apart by NMSE ~1e-5 (the rounding path's size)
+    rc, _, ly = write_case(tmp_path, ours_r, up_r, ours_i, up_i, [], exact=True)
+    assert rc == 1
+    cols = [c.strip() for c in ly.split("| mix | router | 2 |")[1].split("\n")[0].split("|")]
+    assert float(cols[4]) < 1e-6 < float(cols[5]) and cols[-2] == "NO"  # median fine, one position not
