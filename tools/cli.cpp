@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -103,7 +104,7 @@ dsv4::Status install_forced_selections(dsv4::model::Forward& fwd, const dsv4::HP
                             path + ": want int32/int64 [n_tokens][" + (is_exp ? std::to_string(h.n_expert_used) : "k") + "]");
       for (int64_t k = 0; k < a.size(); ++k) {
         const int64_t v = a.as_i64(k);
-        if (is_exp ? (v < 0 || v >= h.n_expert) : v < -1)
+        if (is_exp ? (v < 0 || v >= h.n_expert) : (v < -1 || v > INT32_MAX))
           return dsv4::Status(dsv4::ErrorCode::kInvalidArgument, path + ": id " + std::to_string(v) + " out of range");
       }
       for (int64_t p = 0; p < a.shape[0]; ++p) {
