@@ -15,6 +15,7 @@
 // (scripts/peer/flavour-logits.sh: the flavour comparison with the discrete choices taken alike).
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -69,14 +70,8 @@ std::optional<std::vector<int32_t>> recorded_row(const dsv4::NpyArray& a, int64_
 // chose from (the whole row: n_expert router scores, or the visible indexer rows).
 void print_forced(const char* kind, int layer, int64_t pos, const std::vector<int32_t>& ours,
                   const std::vector<int32_t>& rec, std::span<const float> scores) {
-  auto ids = [](const std::vector<int32_t>& v) {
-    std::string r;
-    for (int32_t i : v) r += (r.empty() ? "" : ",") + std::to_string(i);
-    return r;
-  };
-  std::string sc;
-  for (float v : scores) sc += fmt::format("{}{:.9g}", sc.empty() ? "" : ",", v);
-  fmt::print(stderr, "force-selections\t{}\t{}\t{}\t{}\t{}\t{}\n", kind, layer, pos, ids(ours), ids(rec), sc);
+  fmt::print(stderr, "force-selections\t{}\t{}\t{}\t{}\t{}\t{:.9g}\n", kind, layer, pos, fmt::join(ours, ","),
+             fmt::join(rec, ","), fmt::join(scores, ","));
 }
 
 // --force-selections PREFIX: loads PREFIX.L<il>.experts.npy (score-routed layers: n_expert_used

@@ -149,13 +149,12 @@ void write_npy_f32(const std::string & path, const std::vector<float> & data, si
     std::fclose(f);
 }
 
-void write_npy(const std::string & path, const void * data, size_t nbytes, const char * descr, size_t rows,
-               size_t cols) {
-    std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" +
-                         std::to_string(rows) + ", " + std::to_string(cols) + "), }";
-    size_t total = 10 + header.size() + 1;
-    const size_t pad = (64 - total % 64) % 64;
-    header.append(pad, ' ');
+// .npy v1.0: descr a numpy dtype ("<f4", "<i4"), shape a Python tuple ("(2, 3)")
+void write_npy_shaped(const std::string & path, const void * data, size_t nbytes, const char * descr,
+                      const std::string & shape) {
+    std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
+    const size_t total = 10 + header.size() + 1;
+    header.append((64 - total % 64) % 64, ' ');
     header.push_back('\n');
     FILE * f = std::fopen(path.c_str(), "wb");
     if (!f) die("cannot write " + path + ": " + std::strerror(errno));
@@ -169,25 +168,18 @@ void write_npy(const std::string & path, const void * data, size_t nbytes, const
     std::fclose(f);
 }
 
+void write_npy(const std::string & path, const void * data, size_t nbytes, const char * descr, size_t rows,
+               size_t cols) {
+    write_npy_shaped(path, data, nbytes, descr, "(" + std::to_string(rows) + ", " + std::to_string(cols) + ")");
+}
+
 bool g_verbose = false;
 
-// descr "<f4" (float) or "<i4" (int32); 4-byte elements either way
+// A ggml tensor's contiguous copy, shape [ne3, ne2, ne1, ne0]; descr "<f4" or "<i4" (4-byte elements)
 void write_npy_nd(const std::string & path, const void * data, const int64_t * ne, const char * descr) {
-    std::string shape = "(" + std::to_string(ne[3]) + ", " + std::to_string(ne[2]) + ", " + std::to_string(ne[1]) +
-                        ", " + std::to_string(ne[0]) + ")";
-    std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
-    while ((10 + header.size() + 1) % 64 != 0) header += ' ';
-    header += '\n';
-    FILE * f = std::fopen(path.c_str(), "wb");
-    if (!f) die("cannot write " + path);
-    const unsigned char magic[8] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
-    std::fwrite(magic, 1, 8, f);
-    const uint16_t hl = static_cast<uint16_t>(header.size());
-    std::fwrite(&hl, 2, 1, f);
-    std::fwrite(header.data(), 1, header.size(), f);
-    const size_t n = static_cast<size_t>(ne[0] * ne[1] * ne[2] * ne[3]);
-    if (std::fwrite(data, 4, n, f) != n) die("short write to " + path);
-    std::fclose(f);
+    write_npy_shaped(path, data, static_cast<size_t>(ne[0] * ne[1] * ne[2] * ne[3]) * 4, descr,
+                     "(" + std::to_string(ne[3]) + ", " + std::to_string(ne[2]) + ", " + std::to_string(ne[1]) + ", " +
+                         std::to_string(ne[0]) + ")");
 }
 
 // Indexer capture: per layer, rows appended in decode order (= position order, one sequence).
@@ -228,8 +220,6 @@ bool tcap_wants(const char * name) {
     }
     return false;
 }
-
-void write_npy_nd(const std::string & path, const void * data, const int64_t * ne, const char * descr);
 
 bool eval_cb(struct ggml_tensor * t, bool ask, void * ud) {
     if (!g_tcap.bases.empty() && tcap_wants(t->name)) {
